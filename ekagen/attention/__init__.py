@@ -1,0 +1,1 @@
+"""Grad-CAM and the Aggregate Discriminative Attention map (ADM): masks, packing, applying."""

@@ -1,0 +1,1 @@
+"""Data sources, report cleaning, vocabulary, image cache and the phantom renderer."""

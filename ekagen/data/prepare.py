@@ -1,0 +1,238 @@
+"""The ``prepare`` stage's logic: studies -> cleaned, labelled, split table, vocabulary, images.
+
+Everything later stages read comes from here: ``studies.parquet`` (one row per study, its
+14 labels and split), ``vocab.json`` and ``images.npy``, a uint8 array (study, view, H, W)
+aligned row for row with the table, decoded and resized once so no epoch re-decodes files.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from ekagen.config import DataConfig
+from ekagen.data.images import load_image
+from ekagen.data.records import SPLITS, RecordError, Rejections, StudyRecord
+from ekagen.data.sources import load_studies
+from ekagen.data.text import clean_report
+from ekagen.data.vocab import Vocabulary
+from ekagen.observations import OBSERVATIONS
+
+STUDIES_FILE, VOCAB_FILE, IMAGES_FILE, REJECTED_FILE = (
+    "studies.parquet", "vocab.json", "images.npy", "rejected.csv")
+
+
+@dataclass
+class Prepared:
+    studies: pd.DataFrame
+    vocab: Vocabulary
+    images: np.ndarray
+    rejections: Rejections
+
+
+def _dedupe_and_clean(studies: list[StudyRecord], dataset: str,
+                      rejections: Rejections) -> list[tuple[StudyRecord, str]]:
+    seen: dict[str, str] = {}
+    kept = []
+    for study in studies:
+        if study.id in seen:
+            rejections.reject(study.file, study.id,
+                              f"duplicate id (first seen in {seen[study.id]})")
+            continue
+        seen[study.id] = study.file
+        cleaned = clean_report(study.report, dataset)
+        if not cleaned:
+            rejections.reject(study.file, study.id, "empty report after cleaning")
+            continue
+        kept.append((study, cleaned))
+    return kept
+
+
+def _assign_splits(n: int, fractions: list[float], seed: int) -> list[str]:
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
+        raise ValueError(f"params.yaml data.split_fractions must be three non-negative numbers "
+                         f"summing to 1, got {fractions}")
+    order = np.random.default_rng(seed).permutation(n)
+    n_train = int(round(fractions[0] * n))
+    n_val = int(round(fractions[1] * n))
+    splits = np.empty(n, dtype=object)
+    splits[order[:n_train]] = "train"
+    splits[order[n_train : n_train + n_val]] = "val"
+    splits[order[n_train + n_val :]] = "test"
+    return splits.tolist()
+
+
+def _render_task(task: tuple) -> np.ndarray:
+    """One study's views; a module-level function so worker processes can run it."""
+    kind, payload, size = task
+    if kind == "phantom":
+        from ekagen.data.phantom import render_phantom
+
+        study_id, labels, report, seed, views, uncertain = payload
+        return np.stack([render_phantom(study_id, labels, report, size=size, seed=seed,
+                                        view=view, uncertain=uncertain).image for view in views])
+    root, paths = payload
+    return np.stack([load_image(Path(root) / p, size) for p in paths])
+
+
+def _image_tasks(table: pd.DataFrame, cfg: DataConfig, seed: int,
+                 raw_reports: list[str]) -> list[tuple]:
+    tasks = []
+    for row, raw in zip(table.itertuples(index=False), raw_reports, strict=True):
+        if cfg.source == "iu_phantom":
+            labels = {name: float(getattr(row, f"label_{i}")) for i, name in
+                      enumerate(OBSERVATIONS)}
+            tasks.append(("phantom", (row.id, labels, raw, seed, list(cfg.views),
+                                      cfg.phantom.uncertain), cfg.image_size))
+        else:
+            tasks.append(("file", (row.image_root, list(row.image_paths)), cfg.image_size))
+    return tasks
+
+
+def build_image_cache(tasks: list[tuple], workers: int, ids: list[str], files: list[str],
+                      rejections: Rejections) -> tuple[np.ndarray, list[int]]:
+    """Decode or render every study's views; returns the array and the rows that failed."""
+    results: list[np.ndarray | None] = []
+    failed: list[int] = []
+
+    def collect(i: int, outcome: np.ndarray | Exception) -> None:
+        if isinstance(outcome, Exception):
+            rejections.reject(files[i], ids[i], str(outcome))
+            failed.append(i)
+            results.append(None)
+        else:
+            results.append(outcome)
+
+    bar = tqdm(total=len(tasks), desc="prepare images", unit="study")
+    if workers > 1 and len(tasks) > 1:
+        with get_context("spawn").Pool(workers) as pool:
+            for i, outcome in enumerate(pool.imap(_safe_render, tasks, chunksize=16)):
+                collect(i, outcome)
+                bar.update()
+    else:
+        for i, task in enumerate(tasks):
+            collect(i, _safe_render(task))
+            bar.update()
+    bar.close()
+    good = [r for r in results if r is not None]
+    if not good:
+        raise ValueError("no study has a usable image")
+    return np.stack(good), failed
+
+
+def _safe_render(task: tuple) -> np.ndarray | Exception:
+    try:
+        return _render_task(task)
+    except ValueError as exc:  # an unreadable image: returned so the parent can name the record
+        return exc
+
+
+def prepare(cfg: DataConfig, seed: int) -> Prepared:
+    """Load, clean, label, split and cache the studies named by ``cfg``."""
+    from ekagen.labeler import label_reports
+
+    rejections = Rejections(allow=cfg.skip_bad_records)
+    records = load_studies(cfg, rejections)
+    kept = _dedupe_and_clean(records, cfg.dataset, rejections)
+    if cfg.max_studies > 0 and len(kept) > cfg.max_studies:
+        chosen = np.sort(np.random.default_rng(seed).choice(len(kept), cfg.max_studies,
+                                                             replace=False))
+        rejections.exclude("outside the data.max_studies subset", len(kept) - cfg.max_studies)
+        kept = [kept[i] for i in chosen]
+    if not kept:
+        raise ValueError(f"data source {cfg.source!r} produced no usable study")
+    studies = [s for s, _ in kept]
+    splits = [s.split for s in studies]
+    if any(s is None for s in splits):
+        splits = _assign_splits(len(studies), cfg.split_fractions, seed)
+    to_label = [i for i, s in enumerate(studies) if s.labels is None]
+    labels = np.full((len(studies), len(OBSERVATIONS)), np.nan)
+    if to_label:
+        labelled = label_reports([studies[i].report for i in to_label])
+        labels[to_label] = labelled[list(OBSERVATIONS)].to_numpy(dtype=float)
+    for i, s in enumerate(studies):
+        if s.labels is not None:
+            labels[i] = [s.labels[name] for name in OBSERVATIONS]
+    table = pd.DataFrame({
+        "id": [s.id for s in studies], "split": splits, "report": [c for _, c in kept],
+        "image_paths": [list(s.images) for s in studies],
+        "image_root": [s.image_root for s in studies],
+        "label_source": [s.label_source for s in studies],
+        **{f"label_{i}": labels[:, i] for i in range(len(OBSERVATIONS))},
+    })
+    tasks = _image_tasks(table, cfg, seed, [s.report for s in studies])
+    images, failed = build_image_cache(tasks, cfg.workers, table["id"].tolist(),
+                                       [s.file for s in studies], rejections)
+    table = table.drop(index=failed).reset_index(drop=True)
+    table = table.rename(columns={f"label_{i}": n for i, n in enumerate(OBSERVATIONS)})
+    for split in SPLITS:
+        if not (table["split"] == split).any():
+            raise ValueError(f"split {split!r} is empty after preparation ({len(table)} studies); "
+                             "every split needs at least one study")
+    vocab = Vocabulary.build(table.loc[table["split"] == "train", "report"], cfg.min_freq,
+                             cfg.max_length)
+    return Prepared(table, vocab, images, rejections)
+
+
+def prepare_metrics(prepared: Prepared, cfg: DataConfig) -> dict:
+    """Counts per split, label prevalence and rejections, for ``metrics/prepare.json``."""
+    table = prepared.studies
+    counts = Counter(table["split"])
+    prevalence = {}
+    for name in OBSERVATIONS:
+        column = table[name]
+        prevalence[name] = {"positive": round(float((column == 1).mean()), 4),
+                            "uncertain": round(float((column == -1).mean()), 4),
+                            "negative": round(float((column == 0).mean()), 4)}
+    reasons = Counter(row["problem"].split(" (")[0] for row in prepared.rejections.rows)
+    return {
+        "source": cfg.source,
+        "studies": int(len(table)),
+        "splits": {split: int(counts.get(split, 0)) for split in SPLITS},
+        "images_per_study": int(prepared.images.shape[1]),
+        "image_size": int(prepared.images.shape[-1]),
+        "vocab_size": len(prepared.vocab),
+        "mean_report_tokens": round(float(table["report"].str.split().str.len().mean()), 2),
+        "label_prevalence": prevalence,
+        "rejected": int(len(prepared.rejections)),
+        "rejected_by_problem": dict(reasons),
+        "excluded_by_rule": dict(prepared.rejections.excluded),
+    }
+
+
+def write_prepared(prepared: Prepared, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    prepared.studies.to_parquet(out_dir / STUDIES_FILE, index=False)
+    prepared.vocab.save(out_dir / VOCAB_FILE)
+    np.save(out_dir / IMAGES_FILE, prepared.images, allow_pickle=False)
+    pd.DataFrame(prepared.rejections.rows, columns=["file", "record", "problem"]).to_csv(
+        out_dir / REJECTED_FILE, index=False)
+
+
+def load_studies_table(prepared_dir: Path) -> pd.DataFrame:
+    path = Path(prepared_dir) / STUDIES_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: prepared studies missing; run `dvc repro prepare`")
+    return pd.read_parquet(path)
+
+
+def load_images(prepared_dir: Path, mmap: bool = True) -> np.ndarray:
+    """The image cache, memory-mapped by default so workers share pages instead of copying."""
+    return np.load(Path(prepared_dir) / IMAGES_FILE, mmap_mode="r" if mmap else None,
+                   allow_pickle=False)
+
+
+def dump_json(payload: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
+
+
+__all__ = ["prepare", "prepare_metrics", "write_prepared", "load_studies_table", "load_images",
+           "RecordError", "dump_json"]

@@ -1,0 +1,1 @@
+"""DiagnosisBot's data, metrics, thresholds and figures (the ``classifier`` stage's logic)."""

@@ -1,0 +1,68 @@
+"""CNN backbone of the generator: a torchvision ResNet trunk with optional dilation and frozen BN.
+
+The paper uses ResNet-101 with a dilated last stage (stride 16 instead of 32, so small
+findings keep their own feature cells) and frozen batch norm (batch statistics of 8 X-rays are
+too noisy to learn). Both are parameters here; the CPU default is a small ResNet.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+from torchvision.ops.misc import FrozenBatchNorm2d
+
+RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101")
+
+
+class Backbone(nn.Module):
+    """ResNet trunk without pooling and classifier: image (B,1,H,W) -> features (B,C,h,w)."""
+
+    def __init__(self, name: str, dilation: bool, frozen_bn: bool, weights: str = "") -> None:
+        super().__init__()
+        if name not in RESNETS:
+            raise ValueError(f"unknown generator backbone {name!r}; choose one of {RESNETS}")
+        norm = FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d
+        if dilation and name in ("resnet18", "resnet34"):
+            raise ValueError(f"{name} (BasicBlock) cannot dilate its last stage; use resnet50+")
+        dilate = [False, False, dilation]
+        net = getattr(torchvision.models, name)(
+            weights=None, norm_layer=norm,
+            **({"replace_stride_with_dilation": dilate} if name in ("resnet50", "resnet101")
+               else {}))
+        if weights:
+            load_backbone_weights(net, weights)
+        self.body = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool,
+                                  net.layer1, net.layer2, net.layer3, net.layer4)
+        self.channels = 512 if name in ("resnet18", "resnet34") else 2048
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.shape[1] == 1:  # grayscale radiographs into an RGB-shaped trunk
+            images = images.expand(-1, 3, -1, -1)
+        return self.body(images)
+
+
+def load_backbone_weights(net: nn.Module, path: str) -> None:
+    """Load a local ResNet state dict (safetensors or torch file); the fc head is ignored."""
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"{file}: backbone weights not found (no download is attempted)")
+    if file.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(file))
+    else:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith("fc.")]
+    if missing or unexpected:
+        raise ValueError(f"{file}: not a matching ResNet state dict (missing {missing[:3]}, "
+                         f"unexpected {unexpected[:3]})")
+
+
+def build_backbone(name: str = "resnet18", dilation: bool = False, frozen_bn: bool = True,
+                   weights: str = "") -> Backbone:
+    return Backbone(name, dilation, frozen_bn, weights)

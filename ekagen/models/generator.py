@@ -1,0 +1,142 @@
+"""The EKAGen report generator: CNN -> transformer encoder -> knowledge-fused decoder -> vocab.
+
+``build_generator`` is the one factory; every size is a :class:`GeneratorConfig` field so the
+CPU default and the paper preset (``GeneratorConfig.paper()``) are the same code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ekagen.models.backbone import build_backbone
+from ekagen.models.positions import sine_positions_2d
+from ekagen.models.transformer import DecoderCache, DecoderLayer, EncoderLayer, LayerCache
+
+
+@dataclass
+class GeneratorConfig:
+    """Architecture of the generator (the ``model`` section of params.yaml)."""
+
+    backbone: str = "resnet18"
+    backbone_weights: str = ""  # local ResNet state dict; "" = from scratch (never a download)
+    dilation: bool = False  # dilated last stage (ResNet-50/101 only)
+    frozen_bn: bool = True
+    d_model: int = 256
+    encoder_layers: int = 3
+    decoder_layers: int = 3
+    heads: int = 8
+    ffn: int = 1024
+    dropout: float = 0.1
+    max_length: int = 128  # tokens incl. bos/eos; also the knowledge length
+    knowledge: bool = True  # IEK fusion; false = plain encoder-decoder (ablation)
+
+    @classmethod
+    def paper(cls) -> GeneratorConfig:
+        """The published configuration: ResNet-101 (dilated), d 256, 6+6 layers, FFN 2048."""
+        return cls(backbone="resnet101", dilation=True, d_model=256, encoder_layers=6,
+                   decoder_layers=6, heads=8, ffn=2048, dropout=0.1, max_length=128)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class EKAGenerator(nn.Module):
+    """Images ``(B, V, H, W)`` plus IEK token ids -> next-token logits."""
+
+    def __init__(self, cfg: GeneratorConfig, vocab_size: int, views: int, pad_id: int = 0) -> None:
+        super().__init__()
+        self.cfg, self.vocab_size, self.views, self.pad_id = cfg, vocab_size, views, pad_id
+        d = cfg.d_model
+        self.backbone = build_backbone(cfg.backbone, cfg.dilation, cfg.frozen_bn,
+                                       cfg.backbone_weights)
+        self.project = nn.Conv2d(self.backbone.channels, d, kernel_size=1)
+        self.view_embedding = nn.Embedding(max(views, 1), d)
+        self.encoder = nn.ModuleList(EncoderLayer(d, cfg.heads, cfg.ffn, cfg.dropout)
+                                     for _ in range(cfg.encoder_layers))
+        self.encoder_norm = nn.LayerNorm(d)
+        self.word_embedding = nn.Embedding(vocab_size, d, padding_idx=pad_id)
+        self.position_embedding = nn.Embedding(cfg.max_length, d)
+        self.decoder = nn.ModuleList(
+            DecoderLayer(d, cfg.heads, cfg.ffn, cfg.dropout, cfg.knowledge)
+            for _ in range(cfg.decoder_layers))
+        self.decoder_norm = nn.LayerNorm(d)
+        self.head = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, vocab_size))
+        self.embedding_dropout = nn.Dropout(cfg.dropout)
+
+    # -- encoder ---------------------------------------------------------------------------
+    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, V, H, W)`` normalised images -> memory ``(B, V*h*w, d)`` and its positions."""
+        b, v, h, w = images.shape
+        if v != self.views:
+            raise ValueError(f"model expects {self.views} view(s) per study, got {v}")
+        feats = self.project(self.backbone(images.reshape(b * v, 1, h, w)))
+        _, d, fh, fw = feats.shape
+        feats = feats.flatten(2).transpose(1, 2).reshape(b, v * fh * fw, d)
+        spatial = sine_positions_2d(fh, fw, d, device=feats.device).to(feats.dtype)
+        views = self.view_embedding.weight[:v].to(feats.dtype)
+        pos = (spatial[None] + views[:, None]).reshape(1, v * fh * fw, d).expand(b, -1, -1)
+        x = feats
+        for layer in self.encoder:
+            x = layer(x, pos)
+        return self.encoder_norm(x), pos
+
+    # -- knowledge -------------------------------------------------------------------------
+    def embed_knowledge(self, knowledge: torch.Tensor | None, length: int) -> torch.Tensor | None:
+        """IEK token ids ``(B, Lk)`` embedded with the generator's own word embedding.
+
+        Knowledge is aligned with the report position by position (the fusion combines h_t
+        with K_t), so it is padded or cut to ``length``; padding embeds to zeros.
+        """
+        if not self.cfg.knowledge or knowledge is None:
+            return None
+        lk = knowledge.shape[1]
+        if lk < length:
+            knowledge = torch.nn.functional.pad(knowledge, (0, length - lk), value=self.pad_id)
+        return self.word_embedding(knowledge[:, :length])
+
+    # -- decoder ---------------------------------------------------------------------------
+    def _embed_tokens(self, tokens: torch.Tensor, start: int) -> torch.Tensor:
+        positions = torch.arange(start, start + tokens.shape[1], device=tokens.device)
+        if positions[-1] >= self.cfg.max_length:
+            raise ValueError(f"sequence longer than model.max_length={self.cfg.max_length}")
+        return self.embedding_dropout(self.word_embedding(tokens)
+                                      + self.position_embedding(positions)[None])
+
+    def forward(self, images: torch.Tensor, tokens: torch.Tensor,
+                knowledge: torch.Tensor | None = None) -> torch.Tensor:
+        """Teacher forcing: logits ``(B, T, vocab)`` for every position of ``tokens``."""
+        memory, memory_pos = self.encode(images)
+        return self.decode(memory, memory_pos, tokens, knowledge)
+
+    def decode(self, memory: torch.Tensor, memory_pos: torch.Tensor, tokens: torch.Tensor,
+               knowledge: torch.Tensor | None) -> torch.Tensor:
+        k = self.embed_knowledge(knowledge, tokens.shape[1])
+        x = self._embed_tokens(tokens, 0)
+        pad_mask = tokens == self.pad_id
+        for layer in self.decoder:
+            x = layer(x, memory, memory_pos, k, pad_mask)
+        return self.head(self.decoder_norm(x))
+
+    def new_cache(self) -> DecoderCache:
+        return DecoderCache([LayerCache() for _ in self.decoder])
+
+    def step(self, memory: torch.Tensor, memory_pos: torch.Tensor, token: torch.Tensor,
+             position: int, knowledge_embedded: torch.Tensor | None,
+             cache: DecoderCache) -> torch.Tensor:
+        """One incremental decoding step: ``token (B,)`` at ``position`` -> logits ``(B, V)``."""
+        x = self._embed_tokens(token[:, None], position)
+        k = None
+        if knowledge_embedded is not None:
+            k = knowledge_embedded[:, position : position + 1]
+        for layer, layer_cache in zip(self.decoder, cache.layers, strict=True):
+            x = layer(x, memory, memory_pos, k, None, layer_cache)
+        return self.head(self.decoder_norm(x))[:, 0]
+
+
+def build_generator(cfg: GeneratorConfig, vocab_size: int, views: int,
+                    pad_id: int = 0) -> EKAGenerator:
+    return EKAGenerator(cfg, vocab_size, views, pad_id)

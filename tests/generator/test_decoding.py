@@ -1,0 +1,86 @@
+import pytest
+import torch
+
+from ekagen.decoding import (
+    _banned_tokens,
+    beam_decode,
+    greedy_decode,
+    greedy_decode_uncached,
+)
+from ekagen.models.generator import GeneratorConfig, build_generator
+
+BOS, EOS = 1, 2
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    cfg = GeneratorConfig(d_model=32, encoder_layers=1, decoder_layers=2, heads=4, ffn=64,
+                          dropout=0.0, max_length=24)
+    net = build_generator(cfg, vocab_size=12, views=2).eval()
+    with torch.no_grad():  # make eos likely after a few steps so early stopping is exercised
+        net.head[-1].bias[EOS] += 2.0
+    return net
+
+
+def _inputs(batch=5):
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(batch, 2, 32, 32, generator=g), torch.randint(0, 12, (batch, 9),
+                                                                      generator=g)
+
+
+def test_cached_and_uncached_decoding_give_identical_tokens(model):
+    images, knowledge = _inputs()
+    cached = greedy_decode(model, images, knowledge, BOS, EOS, max_length=20)
+    uncached = greedy_decode_uncached(model, images, knowledge, BOS, EOS, max_length=20)
+    assert cached == uncached
+    assert any(seq[-1] == EOS and len(seq) < 20 for seq in cached)  # some stopped early
+
+
+def test_beam_one_equals_greedy(model):
+    images, knowledge = _inputs()
+    assert beam_decode(model, images, knowledge, BOS, EOS, beam_size=1, max_length=20) == \
+        greedy_decode(model, images, knowledge, BOS, EOS, max_length=20)
+
+
+def test_beam_search_scores_at_least_greedy(model):
+    images, knowledge = _inputs(3)
+
+    def logprob(seqs):
+        memory, pos = model.encode(images)
+        total = []
+        for i, seq in enumerate(seqs):
+            tokens = torch.tensor([[BOS, *seq]])
+            logits = model.decode(memory[i : i + 1], pos[i : i + 1], tokens[:, :-1],
+                                  knowledge[i : i + 1])
+            lp = torch.log_softmax(logits, -1)[0, torch.arange(len(seq)), tokens[0, 1:]]
+            total.append(float(lp.sum()))
+        return total
+
+    with torch.no_grad():
+        greedy = greedy_decode(model, images, knowledge, BOS, EOS, max_length=6)
+        beam = beam_decode(model, images, knowledge, BOS, EOS, beam_size=4, max_length=6)
+        for g, b in zip(logprob(greedy), logprob(beam), strict=True):
+            assert b >= g - 1e-4
+
+
+def test_no_repeat_ngram_blocks_repeats(model):
+    images, knowledge = _inputs()
+    with torch.no_grad():
+        model.head[-1].bias[EOS] -= 10.0  # force long outputs that would repeat
+        try:
+            outs = beam_decode(model, images, knowledge, BOS, EOS, beam_size=2, max_length=20,
+                               no_repeat_ngram=2)
+            greedy = greedy_decode(model, images, knowledge, BOS, EOS, max_length=20,
+                                   no_repeat_ngram=2)
+        finally:
+            model.head[-1].bias[EOS] += 10.0
+    for seq in outs + greedy:
+        bigrams = list(zip(seq, seq[1:], strict=False))
+        assert len(bigrams) == len(set(bigrams))
+
+
+def test_banned_tokens():
+    assert _banned_tokens([5, 6, 5], 2) == {6}
+    assert _banned_tokens([5, 6, 7], 3) == set()
+    assert _banned_tokens([4, 4], 1) == {4}
