@@ -1,10 +1,12 @@
-"""The ``ekagen`` command line: label reports (more subcommands arrive with later stages)."""
+"""The ``ekagen`` command line: label reports, write reports for images, score reports."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 
 def _label(args: argparse.Namespace) -> int:
@@ -20,6 +22,63 @@ def _label(args: argparse.Namespace) -> int:
     return 0
 
 
+def _attention_path(base: str, index: int, count: int) -> Path:
+    path = Path(base)
+    return path if count == 1 else path.with_name(f"{path.stem}_{index}{path.suffix or '.png'}")
+
+
+def _generate(args: argparse.Namespace) -> int:
+    import torch
+
+    from ekagen.evaluation.html import overlay_png
+    from ekagen.inference import Reporter
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    reporter = Reporter(args.model, device="cpu")
+    reports = reporter.generate(args.images, beam_size=args.beam_size,
+                                max_length=args.max_length)
+    if args.attention:
+        from ekagen.data.images import load_image
+
+        for i, rep in enumerate(reports):
+            overlay_png(load_image(rep.image, reporter.image_size), rep.mask,
+                        _attention_path(args.attention, i, len(reports)))
+    if args.json:
+        payload = [{"image": r.image, "report": r.report, "diagnosis": r.diagnosis,
+                    "probabilities": r.probabilities, "knowledge": r.knowledge_rule,
+                    "attention_coverage": round(r.attention_coverage, 4)} for r in reports]
+        print(json.dumps(payload, indent=2))
+    else:
+        for r in reports:
+            print(r.report if len(reports) == 1 else f"{r.image}: {r.report}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from ekagen.evaluation.run import score_systems
+
+    path = Path(args.generations)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: generations file not found")
+    table = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    for column in (args.generated_column, args.reference_column):
+        if column not in table.columns:
+            raise ValueError(f"{path}: no column {column!r} (columns: {list(table.columns)})")
+    for column in (args.generated_column, args.reference_column):
+        bad = table[column].map(lambda v: not isinstance(v, str))
+        if bad.any():
+            raise ValueError(f"{path}: row {int(bad.idxmax()) + 1}: {column!r} is not text")
+    refs = table[args.reference_column].tolist()
+    if any(not r.strip() for r in refs):
+        raise ValueError(f"{path}: empty reference report(s); every study needs one")
+    flat, per_class, _ = score_systems({"system": table[args.generated_column].tolist()}, refs,
+                                       meteor=not args.no_meteor)
+    print(json.dumps({"metrics": flat, "per_class": per_class["system"]}, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ekagen", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -30,6 +89,27 @@ def build_parser() -> argparse.ArgumentParser:
     label.add_argument("input")
     label.add_argument("-o", "--output", default=None, help="CSV to write (default: stdout)")
     label.set_defaults(func=_label)
+
+    gen = commands.add_parser("generate", help="write a report for each radiograph",
+                              description="Each IMAGE (PNG, JPEG or DICOM) is one study; on CPU.")
+    gen.add_argument("--model", required=True,
+                     help="model folder written by the evaluate stage (data/eval/model)")
+    gen.add_argument("images", nargs="+", metavar="IMAGE")
+    gen.add_argument("--json", action="store_true", help="machine-readable output")
+    gen.add_argument("--attention", default=None, metavar="OUT.png",
+                     help="write the ADM overlay (OUT_<i>.png for several images)")
+    gen.add_argument("--beam-size", type=int, default=None)
+    gen.add_argument("--max-length", type=int, default=None)
+    gen.set_defaults(func=_generate)
+
+    ev = commands.add_parser("evaluate", help="score generated reports against references",
+                             description="NLG (BLEU-1..4, METEOR, ROUGE-L, CIDEr) and CE "
+                                         "(micro, macro, example-based) on a CSV or parquet.")
+    ev.add_argument("--generations", required=True)
+    ev.add_argument("--generated-column", default="generated")
+    ev.add_argument("--reference-column", default="reference")
+    ev.add_argument("--no-meteor", action="store_true", help="skip METEOR (needs Java)")
+    ev.set_defaults(func=_evaluate)
     return parser
 
 
@@ -37,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"ekagen {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

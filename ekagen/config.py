@@ -208,3 +208,52 @@ class AdmConfig:
     device: str = "auto"
     gallery_size: int = 12
     region_check: bool = True  # phantom data: in-region fraction of the masks vs random
+    skip_classes: list[str] = field(default_factory=lambda: ["No Finding"])  # no CAM for these
+
+
+@dataclass
+class TrainConfig:
+    """One GID round of the generator (the ``train`` section; rounds are in ``gid``)."""
+
+    epochs: int = 4
+    batch_size: int = 16
+    lr: float = 3e-4  # paper: 1e-4 (with pretrained weights)
+    backbone_lr: float = 1e-4  # paper: 1e-5; 0 freezes the CNN
+    weight_decay: float = 1e-4
+    step_size: int = 20  # StepLR: epochs between decays (paper: 20)
+    step_gamma: float = 0.1
+    grad_clip: float = 0.1  # paper: 0.1
+    label_smoothing: float = 0.0
+    device: str = "auto"
+    amp: bool = True  # bf16 autocast on GPU
+    workers: int = 0
+    patience: int = 0
+    select_metric: str = "bleu4"  # bleu4 | ce_micro_f1, on greedy decodes of validation
+    val_max_length: int = 100
+    adm: bool = True  # student sees the ADM image; false = ablation
+    theta: float = 0.4  # ADM applies when the mask covers more than theta of the image
+    gamma: float = 0.4  # scale outside the mask
+    beta: float = 1.0  # scale inside the mask (the authors' beta, unused in their code)
+    knowledge_gt_fraction: float = 0.0  # share of training studies looking knowledge up by
+    #                                     ground truth instead of the predicted diagnosis
+
+
+@dataclass
+class GidConfig:
+    """Global Information Self-Distillation: rounds and the distillation loss."""
+
+    delta: float = 0.01
+    temperature: float = 4.0
+    swap_views: bool = False  # true: teacher sees the ADM image, student the plain one
+    rounds: dict = field(default_factory=lambda: {"r0": {"teacher": "none"},
+                                                  "r1": {"teacher": "r0"}})
+
+
+@dataclass
+class EvaluateConfig:
+    """The ``evaluate`` stage: which round is scored and what is written."""
+
+    round: str = "r1"  # the GID round whose best model is evaluated
+    meteor: bool = True  # needs Java
+    gallery_size: int = 24
+    device: str = "auto"

@@ -64,16 +64,22 @@ def main(argv: Sequence[str] | None = None) -> dict:
         if int(model_cfg["image_size"]) != images.shape[-1]:
             raise ValueError(f"classifier trained at {model_cfg['image_size']} px but the "
                              f"image cache is {images.shape[-1]} px; rerun the classifier stage")
+        unknown = sorted(set(cfg.skip_classes) - set(OBSERVATIONS))
+        if unknown:
+            raise ValueError(f"adm.skip_classes: unknown observation(s) {unknown}")
         device = select_device(cfg.device)
         result = compute_adm(model, images, thresholds, cfg.cam_threshold, cfg.dilation,
-                             cfg.batch_size, device, progress=not args.no_progress)
+                             cfg.batch_size, device, progress=not args.no_progress,
+                             skip_classes=[OBSERVATIONS.index(c) for c in cfg.skip_classes])
         diagnosis = diagnosis_table(table, result)
         write_adm(result, diagnosis, args.out, meta={
             "cam_threshold": cfg.cam_threshold, "dilation": cfg.dilation,
+            "skip_classes": list(cfg.skip_classes),
             "thresholds": [float(t) for t in thresholds]})
         splits = table["split"].to_numpy()
         metrics: dict = {
             "cam_threshold": cfg.cam_threshold, "dilation": cfg.dilation,
+            "skip_classes": list(cfg.skip_classes),
             "coverage": coverage_summary(result.coverage),
             "coverage_by_split": {s: coverage_summary(result.coverage[splits == s])
                                   for s in ("train", "val", "test")},

@@ -58,6 +58,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 progress=not args.no_progress)
             if not trained.dist.is_main:
                 return {}
+            for record in trained.fit.history[: trained.fit.resumed_from]:
+                log_epoch(record)  # epochs done before an interruption, for a complete curve
             model = trained.model
             evaluated = evaluate_classifier(model, table, prepared / IMAGES_FILE, cfg,
                                             trained.fit.device)

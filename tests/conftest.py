@@ -21,6 +21,15 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = {
     "data": {"max_studies": 40, "image_size": 64, "workers": 1, "min_freq": 1,
              "max_length": 60},
+    "embed": {"batch_size": 16},
+    "pks": {"min_support": 2},
+    "classifier": {"epochs": 1, "batch_size": 16, "eval_batch_size": 32, "workers": 0},
+    "adm": {"batch_size": 16, "gallery_size": 4},
+    "model": {"d_model": 32, "encoder_layers": 1, "decoder_layers": 1, "heads": 4, "ffn": 64,
+              "max_length": 60},
+    "train": {"epochs": 1, "batch_size": 8, "val_max_length": 20},
+    "decode": {"beam_size": 2, "max_length": 30, "batch_size": 8},
+    "evaluate": {"gallery_size": 3},
 }
 
 

@@ -44,17 +44,30 @@ def tiny_repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     return root, env
 
 
-def test_dvc_repro_prepare_on_tiny_profile(tiny_repo):
+def test_dvc_repro_runs_the_whole_dag_on_the_tiny_profile(tiny_repo):
     root, env = tiny_repo
-    _run([sys.executable, "-m", "dvc", "repro", "prepare"], root, env)
+    _run([sys.executable, "-m", "dvc", "repro"], root, env)
     studies = pd.read_parquet(root / "data/prepared/studies.parquet")
-    metrics = json.loads((root / "metrics/prepare.json").read_text())
-    assert len(studies) == 40 == metrics["studies"]
-    assert metrics["splits"] == {"train": 28, "val": 4, "test": 8}
-    assert metrics["excluded_by_rule"]["outside the data.max_studies subset"] == 2955 - 40
-    assert (root / "data/prepared/images.npy").is_file()
-    assert (root / "data/prepared/vocab.json").is_file()
+    prepared = json.loads((root / "metrics/prepare.json").read_text())
+    assert len(studies) == 40 == prepared["studies"]
+    assert prepared["splits"] == {"train": 28, "val": 4, "test": 8}
+    assert prepared["excluded_by_rule"]["outside the data.max_studies subset"] == 2955 - 40
     assert (root / "metrics/plots/phantom_contact_sheet.png").stat().st_size > 1000
+    knowledge = json.loads((root / "metrics/knowledge.json").read_text())
+    assert knowledge["reports_embedded"] == 28
+    r1 = json.loads((root / "metrics/train/r1.json").read_text())
+    assert r1["teacher"] == "r0" and r1["epochs"] == 1
+    evaluation = json.loads((root / "metrics/eval.json").read_text())
+    assert evaluation["test_studies"] == 8
+    for system in ("ekagen", "most_frequent", "nearest_neighbour"):
+        for metric in ("bleu4", "meteor", "rouge_l", "cider", "ce_micro_f1", "ce_macro_f1",
+                       "ce_example_f1"):
+            assert 0.0 <= evaluation[f"{system}.{metric}"] <= 10.0
+    generations = pd.read_parquet(root / "data/eval/generations.parquet")
+    assert len(generations) == 8 and set(generations["id"]) == set(
+        studies.loc[studies["split"] == "test", "id"])
+    assert "<table>" in (root / "metrics/gallery.html").read_text()
+    assert (root / "data/eval/model/classifier/thresholds.json").is_file()
     assert (root / "mlflow.db").is_file()
-    again = _run([sys.executable, "-m", "dvc", "repro", "prepare"], root, env)
+    again = _run([sys.executable, "-m", "dvc", "repro"], root, env)
     assert "didn't change" in again or "skipping" in again.lower()

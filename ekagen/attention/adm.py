@@ -1,11 +1,12 @@
 """The Aggregate Discriminative Attention map (ADM): from Grad-CAM maps to stored masks.
 
-For each image, every class the classifier predicts (probability >= its validation threshold)
-contributes its Grad-CAM map thresholded on the *CAM value* (``cam >= cam_threshold``; the
+For each image, every class the classifier predicts (probability >= its validation threshold),
+except classes without a location (``adm.skip_classes``, default No Finding), contributes its
+Grad-CAM map thresholded on the *CAM value* (``cam >= cam_threshold``; the
 authors thresholded a colour-mapped channel instead). The class masks are OR-ed and the union
 is dilated by ``dilation`` pixels with a square structuring element (a max-pool; dilation
 distributes over union, so dilating the union equals OR-ing dilated masks). An image with no
-predicted class has an empty mask.
+predicted (attended) class has an empty mask.
 
 Storage (``data/adm``):
 
@@ -120,14 +121,22 @@ class AdmResult:
 
 def compute_adm(model: torch.nn.Module, images: np.ndarray, thresholds: Sequence[float],
                 cam_threshold: float = 0.5, dilation: int = 3, batch_size: int = 32,
-                device: torch.device | str = "cpu", progress: bool = True) -> AdmResult:
-    """Predictions and ADM masks for every (study, view) of the image cache ``images``."""
+                device: torch.device | str = "cpu", progress: bool = True,
+                skip_classes: Sequence[int] = ()) -> AdmResult:
+    """Predictions and ADM masks for every (study, view) of the image cache ``images``.
+
+    ``predicted`` is the full diagnosis (probability >= threshold); classes in
+    ``skip_classes`` (e.g. No Finding, which has no location) are diagnosed but contribute no
+    attention map.
+    """
     device = torch.device(device)
     model = model.to(device).eval()
     n, views, height, width = images.shape
     if height != width:
         raise ValueError(f"square images expected, got {height}x{width}")
     thr = torch.as_tensor(np.asarray(thresholds, dtype=np.float32), device=device)
+    attend = torch.ones(len(thresholds), dtype=torch.bool, device=device)
+    attend[list(skip_classes)] = False
     pairs = [(s, v) for s in range(n) for v in range(views)]
     nbytes = math.ceil(height * width / 8)
     packed = np.zeros((n, views, nbytes), dtype=np.uint8)
@@ -143,11 +152,11 @@ def compute_adm(model: torch.nn.Module, images: np.ndarray, thresholds: Sequence
         pixels = np.stack([np.asarray(images[s, v]) for s, v in chunk])
         batch = torch.from_numpy(pixels).to(device=device, dtype=torch.float32)
         batch = batch.div_(255.0).unsqueeze(1)
-        cams = grad_cam(model, batch, which=lambda p: p >= thr)
+        cams = grad_cam(model, batch, which=lambda p: (p >= thr) & attend)
         masks = adm_from_cams(cams.cams, cams.computed, cam_threshold, dilation)
         packed[s_idx, v_idx] = pack_masks(masks)
         probs[s_idx, v_idx] = cams.probs.cpu().numpy()
-        predicted[s_idx, v_idx] = cams.computed.cpu().numpy()
+        predicted[s_idx, v_idx] = (cams.probs >= thr).cpu().numpy()
         cover[s_idx, v_idx] = coverage(masks)
     return AdmResult(packed, probs, predicted, cover, int(height))
 
@@ -283,15 +292,21 @@ def region_overlap(masks: np.ndarray, regions: np.ndarray, seed: int = 0) -> dic
 def phantom_regions(studies: pd.DataFrame, rows: Sequence[int], views: Sequence[int],
                     size: int, seed: int, uncertain: str,
                     render: Callable | None = None) -> np.ndarray:
-    """Union of the drawn-finding masks of each (row, view) pair, re-rendered from the
-    cleaned report (bool (len(rows), size, size))."""
+    """Union of the drawn-finding masks of each (row, view) pair (bool (len(rows), S, S)).
+
+    The phantom is re-rendered exactly as ``prepare`` rendered it: same id, labels, seed, view
+    and report text. The renderer reads finding locations from the *raw* report; the table's
+    ``raw_report`` column is used when present, else the cleaned ``report`` (which loses a few
+    location cues, e.g. "left-sided" -> "leftsided", for about 2 % of IU studies).
+    """
     if render is None:
         from ekagen.data.phantom import render_phantom as render
+    text = "raw_report" if "raw_report" in studies.columns else "report"
     out = np.zeros((len(rows), size, size), dtype=bool)
     for i, (row, view) in enumerate(zip(rows, views, strict=True)):
         record = studies.iloc[int(row)]
         labels = {name: float(record[name]) for name in OBSERVATIONS}
-        phantom = render(record["id"], labels, record["report"], size=size, seed=seed,
+        phantom = render(record["id"], labels, record[text], size=size, seed=seed,
                          view=int(view), uncertain=uncertain)
         for mask in phantom.masks.values():
             out[i] |= np.asarray(mask, dtype=bool)

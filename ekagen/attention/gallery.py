@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,7 +35,7 @@ def save_gallery(path: str | Path, images: np.ndarray, masks: np.ndarray,
     n = len(images)
     columns = max(1, min(columns, n))
     rows = max(1, int(np.ceil(n / columns)))
-    fig, axes = plt.subplots(rows, columns, figsize=(3.0 * columns, 3.5 * rows), dpi=100,
+    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 4.0 * rows), dpi=100,
                              squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
@@ -46,7 +47,9 @@ def save_gallery(path: str | Path, images: np.ndarray, masks: np.ndarray,
         ax.imshow(overlay)
         if masks[i].any() and not masks[i].all():
             ax.contour(masks[i].astype(float), levels=[0.5], colors="red", linewidths=0.8)
-        ax.set_title(captions[i], fontsize=7, loc="left", wrap=True)
+        lines = [textwrap.fill(line, 48, subsequent_indent="  ")
+                 for line in captions[i].splitlines()]
+        ax.set_title("\n".join(lines), fontsize=7, loc="left")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path)

@@ -45,7 +45,12 @@ class Backbone(nn.Module):
 
 
 def load_backbone_weights(net: nn.Module, path: str) -> None:
-    """Load a local ResNet state dict (safetensors or torch file); the fc head is ignored."""
+    """Load a local ResNet state dict (safetensors or torch file); the fc head is ignored.
+
+    The pipeline's own DiagnosisBot (``data/classifier/model.safetensors``) qualifies: its
+    trunk has learned these very radiographs, which spares the generator learning vision from
+    nothing on a CPU budget.
+    """
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"{file}: backbone weights not found (no download is attempted)")
@@ -55,6 +60,8 @@ def load_backbone_weights(net: nn.Module, path: str) -> None:
         state = load_file(str(file))
     else:
         state = torch.load(file, map_location="cpu", weights_only=True)
+    if state and all(k.startswith("net.") for k in state):  # a DiagnosisBot checkpoint
+        state = {k[len("net."):]: v for k, v in state.items()}
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     missing, unexpected = net.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith("fc.")]

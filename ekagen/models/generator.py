@@ -16,6 +16,8 @@ from ekagen.models.backbone import build_backbone
 from ekagen.models.positions import sine_positions_2d
 from ekagen.models.transformer import DecoderCache, DecoderLayer, EncoderLayer, LayerCache
 
+IMAGE_MEAN, IMAGE_STD = 0.449, 0.226  # ImageNet statistics averaged over RGB
+
 
 @dataclass
 class GeneratorConfig:
@@ -69,10 +71,15 @@ class EKAGenerator(nn.Module):
 
     # -- encoder ---------------------------------------------------------------------------
     def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(B, V, H, W)`` normalised images -> memory ``(B, V*h*w, d)`` and its positions."""
+        """``(B, V, H, W)`` images in [0, 1] -> memory ``(B, V*h*w, d)`` and its positions.
+
+        Images are normalised here (grey-level ImageNet statistics) so that ADM's scaling is
+        applied to intensities, as the paper does, and every caller feeds the same range.
+        """
         b, v, h, w = images.shape
         if v != self.views:
             raise ValueError(f"model expects {self.views} view(s) per study, got {v}")
+        images = (images - IMAGE_MEAN) / IMAGE_STD
         feats = self.project(self.backbone(images.reshape(b * v, 1, h, w)))
         _, d, fh, fw = feats.shape
         feats = feats.flatten(2).transpose(1, 2).reshape(b, v * fh * fw, d)

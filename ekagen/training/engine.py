@@ -21,15 +21,16 @@ Behaviour, in short:
 * **Device**: ``config.device`` (``auto`` = this rank's GPU if CUDA is available, else CPU).
   bf16 autocast wraps ``train_step`` and ``evaluate`` on GPU only (``config.amp``).
 * **DDP**: when launched by ``torchrun`` (``WORLD_SIZE`` > 1) the model is wrapped in
-  ``DistributedDataParallel`` (gloo on CPU, NCCL on GPU). ``config.batch_size`` is the *global*
-  batch: each of W processes draws ``batch_size / W`` samples per step through a
-  ``DistributedSampler`` (also used, with one replica, in a single process), so a global step
-  sees the same samples whatever W is and DDP's gradient averaging reproduces the
-  single-process step (exactly for losses that are means over equally sized per-process
-  batches; BatchNorm statistics are per process unless ``sync_batchnorm`` on GPU). Only rank 0
-  writes checkpoints, shows progress and runs ``on_epoch_end``. ``evaluate`` runs on rank 0 and
-  its result is broadcast (``eval_all_ranks=True`` calls it everywhere, for sharded
-  evaluation that reduces itself).
+  ``DistributedDataParallel`` (gloo on CPU, NCCL on GPU); ``train_step`` receives the wrapped
+  model and must call it (``model(...)``, i.e. ``forward``) for gradients to be averaged.
+  ``config.batch_size`` is the *global* batch: each of W processes draws ``batch_size / W``
+  samples per step through a ``DistributedSampler`` (also used, with one replica, in a single
+  process), so a global step sees the same samples whatever W is and DDP's gradient
+  averaging reproduces the single-process step (exactly for losses that are means over
+  equally sized per-process batches; BatchNorm statistics are per process unless
+  ``sync_batchnorm`` on GPU). Only rank 0 writes checkpoints, shows progress and runs
+  ``on_epoch_end``. ``evaluate`` runs on rank 0 and its result is broadcast
+  (``eval_all_ranks=True`` calls it everywhere, for sharded evaluation that reduces itself).
 * **Checkpoints**: after every epoch ``last.pt`` (model, optimiser, scheduler, epoch, best
   metric, history, each rank's RNG states as tensors, a configuration fingerprint) and, on
   improvement of ``monitor``, ``best.pt`` (model weights). Plain tensors and containers only;
@@ -104,6 +105,7 @@ class EngineConfig:
     restore_best: bool = True  # load the best weights into the model when fit returns
     eval_all_ranks: bool = False
     sync_batchnorm: bool = True  # convert BatchNorm to SyncBatchNorm under DDP on GPU
+    find_unused_parameters: bool = False  # DDP: some parameters get no gradient in a step
     progress: bool = True
     desc: str = "train"
 
@@ -200,7 +202,8 @@ class Trainer:
         self.model = model
         if self.dist.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.wrapped: nn.Module = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+            self.wrapped: nn.Module = nn.parallel.DistributedDataParallel(
+                model, device_ids=ids, find_unused_parameters=config.find_unused_parameters)
         else:
             self.wrapped = model
         self.train_step = train_step
@@ -388,8 +391,9 @@ class Trainer:
             epoch += 1
             started = time.perf_counter()
             record: dict[str, Any] = {"epoch": epoch}
+            lr = float(self.optimizer.param_groups[0]["lr"])  # the rate this epoch starts with
             record.update(self._train_epoch(epoch))
-            record["lr"] = float(self.optimizer.param_groups[0]["lr"])
+            record["lr"] = lr
             record.update(_scalars(self._evaluate()))
             record["seconds"] = round(time.perf_counter() - started, 3)
             if cfg.monitor not in record:

@@ -107,3 +107,31 @@ def test_rerun_after_a_finished_run_trains_afresh(stage_outputs, tmp_path):
                            str(tmp_path / "c.json"), "--roc", str(tmp_path / "roc.png"),
                            "--curve", str(tmp_path / "curve.json")])
     assert out["resumed_from_epoch"] == 0 and out["epochs_run"] == 1
+
+
+@pytest.mark.slow
+def test_classifier_stage_under_torchrun_two_processes(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    make_prepared(tmp_path / "prepared", n=20, size=64, views=2)
+    params = {**PARAMS, "classifier": {**PARAMS["classifier"], "device": "cpu"}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "stages.classifier", "--params",
+           str(tmp_path / "params.yaml"), "--prepared", str(tmp_path / "prepared"),
+           "--out", str(tmp_path / "classifier"), "--checkpoints", str(tmp_path / "ckpt"),
+           "--metrics", str(tmp_path / "classifier.json"), "--roc", str(tmp_path / "roc.png"),
+           "--curve", str(tmp_path / "curve.json"), "--no-progress"]
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("classifier resnet18: best epoch") == 1  # rank 0 only
+    metrics = json.loads((tmp_path / "classifier.json").read_text())
+    assert metrics["epochs_run"] == 2
+    state = torch.load(tmp_path / "ckpt" / "last.pt", weights_only=True)
+    assert state["world_size"] == 2 and len(state["rng"]) == 2
+    load_classifier(tmp_path / "classifier")

@@ -1,0 +1,80 @@
+"""Classifier training throughput on CPU: prints JSON with images per second.
+
+    python benchmarks/classifier.py [--backbone resnet18] [--size 128] [--batch 32]
+        [--steps 5] [--warmup 2] [--prepared data/prepared]
+
+Runs the real training step (DiagnosisBot forward, masked BCE, backward, AdamW step) on
+synthetic images, or on the first images of a prepared cache when ``--prepared`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ekagen.diagnosis.train import classifier_loss
+from ekagen.models.classifier import build_classifier
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--backbone", default="resnet18")
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    parser.add_argument("--prepared", default="", help="use images from this prepared folder")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    if args.prepared:
+        cache = np.load(Path(args.prepared) / "images.npy", mmap_mode="r")
+        flat = np.asarray(cache.reshape(-1, *cache.shape[-2:])[: args.batch])
+        images = torch.from_numpy(flat).float().div(255).unsqueeze(1)
+        source = f"{args.prepared} ({cache.shape[-1]} px)"
+    else:
+        images = torch.rand(args.batch, 1, args.size, args.size)
+        source = "synthetic"
+    targets = (torch.rand(len(images), 14) < 0.2).float()
+    weights = torch.ones_like(targets)
+    model = build_classifier(args.backbone).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        classifier_loss(model(images), targets, weights).backward()
+        optimizer.step()
+
+    for _ in range(args.warmup):
+        step()
+    started = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    seconds = time.perf_counter() - started
+    with torch.no_grad():
+        model.eval()
+        started = time.perf_counter()
+        for _ in range(args.steps):
+            model(images)
+        infer = time.perf_counter() - started
+    result = {
+        "benchmark": "classifier_train", "device": "cpu", "torch_threads": torch.get_num_threads(),
+        "backbone": args.backbone, "image_size": int(images.shape[-1]), "batch": len(images),
+        "steps": args.steps, "source": source,
+        "train_images_per_second": round(args.steps * len(images) / seconds, 2),
+        "seconds_per_step": round(seconds / args.steps, 4),
+        "inference_images_per_second": round(args.steps * len(images) / infer, 2),
+    }
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Report metrics: natural-language generation (pycocoevalcap) and clinical efficacy (CE)."""

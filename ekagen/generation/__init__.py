@@ -1,0 +1,1 @@
+"""Training the EKAGen generator: data, one GID round, validation decoding."""

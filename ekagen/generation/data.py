@@ -1,0 +1,97 @@
+"""Studies as the generator sees them: views, ADM masks, IEK knowledge and report tokens.
+
+Knowledge for a study comes from the *diagnosis* the ``adm`` stage wrote (predicted labels),
+exactly as at test time, so training does not learn to trust knowledge it will not get; a
+parameter can mix in ground-truth labels instead (``knowledge_gt_fraction``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from ekagen.attention.adm import unpack_masks
+from ekagen.data.vocab import Vocabulary
+from ekagen.knowledge.iek import KnowledgeBase
+from ekagen.observations import OBSERVATIONS
+
+
+def encode_reports(reports: Sequence[str], vocab: Vocabulary, max_length: int) -> np.ndarray:
+    """(n, max_length) int64 token ids, [bos ... eos] then padding."""
+    out = np.full((len(reports), max_length), vocab.pad_id, dtype=np.int64)
+    for i, report in enumerate(reports):
+        ids = vocab.encode(report, max_length)
+        out[i, : len(ids)] = ids
+    return out
+
+
+def knowledge_labels(predicted: np.ndarray, truth: np.ndarray, gt_fraction: float,
+                     seed: int) -> np.ndarray:
+    """Per-study labels used to look knowledge up: predicted, or for a seeded fraction of
+    studies the ground truth (positive = 1)."""
+    if not 0.0 <= gt_fraction <= 1.0:
+        raise ValueError(f"knowledge_gt_fraction must be in [0, 1], got {gt_fraction}")
+    labels = np.asarray(predicted, dtype=np.float32).copy()
+    if gt_fraction > 0:
+        pick = np.random.default_rng(seed).random(len(labels)) < gt_fraction
+        labels[pick] = (np.asarray(truth)[pick] == 1).astype(np.float32)
+    return labels
+
+
+class ReportStudies(Dataset):
+    """One item per study: ``images`` (V, S, S) in [0, 1], ``masks`` (V, S, S) bool,
+    ``tokens`` (L,) and ``knowledge`` (Lk,) int64, ``study`` (row in studies.parquet)."""
+
+    def __init__(self, images: np.ndarray, packed_masks: np.ndarray | None, rows: np.ndarray,
+                 tokens: np.ndarray, knowledge: np.ndarray) -> None:
+        self.images, self.packed = images, packed_masks
+        self.rows = np.asarray(rows, dtype=np.int64)
+        self.tokens, self.knowledge = tokens, knowledge
+        self.size = int(images.shape[-1])
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        row = int(self.rows[index])
+        images = torch.from_numpy(np.array(self.images[row], dtype=np.float32) / 255.0)
+        if self.packed is not None:
+            masks = torch.from_numpy(unpack_masks(np.asarray(self.packed[row]), self.size))
+        else:
+            masks = torch.zeros(images.shape, dtype=torch.bool)
+        return {"images": images, "masks": masks, "tokens": torch.from_numpy(self.tokens[row]),
+                "knowledge": torch.from_numpy(self.knowledge[row]), "study": row}
+
+
+def build_datasets(studies: pd.DataFrame, images: np.ndarray, packed: np.ndarray | None,
+                   diagnosis: pd.DataFrame, kb: KnowledgeBase, vocab: Vocabulary,
+                   max_length: int, gt_fraction: float, seed: int,
+                   splits: Sequence[str] = ("train", "val")) -> dict[str, ReportStudies]:
+    """Datasets per split, sharing the token and knowledge arrays of all studies."""
+    if list(diagnosis["id"]) != list(studies["id"]):
+        raise ValueError("data/adm diagnosis rows do not match data/prepared studies; rerun "
+                         "`dvc repro adm`")
+    tokens = encode_reports(studies["report"].tolist(), vocab, max_length)
+    predicted = diagnosis[list(OBSERVATIONS)].to_numpy()
+    truth = studies[list(OBSERVATIONS)].to_numpy()
+    train = (studies["split"] == "train").to_numpy()
+    labels = predicted.astype(np.float32)
+    labels[train] = knowledge_labels(predicted[train], truth[train], gt_fraction, seed)
+    knowledge = kb.lookup(labels)
+    out = {}
+    for split in splits:
+        rows = np.flatnonzero((studies["split"] == split).to_numpy())
+        if not len(rows):
+            raise ValueError(f"no {split!r} studies in data/prepared")
+        out[split] = ReportStudies(images, packed, rows, tokens, knowledge)
+    return out
+
+
+def prepared_paths(prepared: str | Path) -> tuple[Path, Path, Path]:
+    prepared = Path(prepared)
+    return prepared / "studies.parquet", prepared / "images.npy", prepared / "vocab.json"

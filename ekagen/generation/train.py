@@ -1,0 +1,168 @@
+"""One GID round: train the generator (optionally distilling from the previous round).
+
+Round 0 trains with cross-entropy alone. Round k freezes round k-1's best model as the
+teacher and adds ``delta * T^2 * KL(teacher/T || student/T)``; the teacher sees the plain
+image and the student the ADM image, as in the paper's figure (``gid.swap_views`` reproduces
+the authors' code, which swapped them). Model selection uses greedy decodes of validation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ekagen.attention.adm import apply_adm
+from ekagen.config import GidConfig, TrainConfig
+from ekagen.data.vocab import Vocabulary
+from ekagen.decoding import greedy_decode
+from ekagen.evaluation.ce import ce_scores, positives
+from ekagen.evaluation.nlg import bleu4
+from ekagen.generation.data import ReportStudies
+from ekagen.models.generator import EKAGenerator, GeneratorConfig
+from ekagen.training.distributed import unwrap
+from ekagen.training.engine import EngineConfig, FitResult, Trainer
+from ekagen.training.losses import gid_loss
+
+SELECT_METRICS = ("bleu4", "ce_micro_f1")
+
+
+def adm_views(images: torch.Tensor, masks: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+    """ADM applied to every view of ``images`` (B, V, H, W)."""
+    if not cfg.adm:
+        return images
+    flat = apply_adm(images.flatten(0, 1), masks.flatten(0, 1), cfg.theta, cfg.gamma, cfg.beta)
+    return flat.view_as(images)
+
+
+def trim_batch(tokens: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """Drop padding columns every report of the batch has (shorter sequences, same loss)."""
+    length = int((tokens != pad_id).sum(1).max())
+    return tokens[:, : max(length, 2)]
+
+
+class GenerationStep:
+    """The engine's ``train_step``: student on its view, teacher (if any) on the other."""
+
+    def __init__(self, cfg: TrainConfig, gid: GidConfig, pad_id: int,
+                 teacher: EKAGenerator | None = None) -> None:
+        self.cfg, self.gid, self.pad_id, self.teacher = cfg, gid, pad_id, teacher
+
+    def __call__(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        images = batch["images"]
+        adm_images = adm_views(images, batch["masks"], self.cfg)
+        student_in, teacher_in = ((images, adm_images) if self.gid.swap_views
+                                  else (adm_images, images))
+        tokens = trim_batch(batch["tokens"], self.pad_id)
+        inputs, targets = tokens[:, :-1], tokens[:, 1:]
+        logits = model(student_in, inputs, batch["knowledge"])
+        teacher_logits = None
+        if self.teacher is not None:
+            with torch.no_grad():
+                teacher_logits = self.teacher(teacher_in, inputs, batch["knowledge"])
+        return gid_loss(logits, targets, self.pad_id, teacher_logits, self.gid.delta,
+                        self.gid.temperature, self.cfg.label_smoothing)
+
+
+@torch.no_grad()
+def generate_reports(model: EKAGenerator, dataset: ReportStudies, vocab: Vocabulary,
+                     max_length: int, batch_size: int, device: torch.device,
+                     use_adm: bool, cfg: TrainConfig | None = None,
+                     decode: Callable | None = None) -> list[str]:
+    """Decode every study of ``dataset`` in order (the student's view of the image)."""
+    model = unwrap(model).eval()
+    texts: list[str] = []
+    for start in range(0, len(dataset), batch_size):
+        items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+        images = torch.stack([it["images"] for it in items]).to(device)
+        if use_adm and cfg is not None:
+            masks = torch.stack([it["masks"] for it in items]).to(device)
+            images = adm_views(images, masks, cfg)
+        knowledge = torch.stack([it["knowledge"] for it in items]).to(device)
+        if decode is None:
+            out = greedy_decode(model, images, knowledge, vocab.bos_id, vocab.eos_id, max_length)
+        else:
+            out = decode(model, images, knowledge)
+        texts.extend(vocab.decode(seq) for seq in out)
+    if len(texts) != len(dataset):
+        raise RuntimeError(f"decoded {len(texts)} reports for {len(dataset)} studies")
+    return texts
+
+
+def validation_evaluator(dataset: ReportStudies, references: Sequence[str], vocab: Vocabulary,
+                         cfg: TrainConfig, batch_size: int) -> Callable[[nn.Module], dict]:
+    reference_positives = positives(references)
+
+    def evaluate(model: nn.Module) -> dict[str, float]:
+        device = next(model.parameters()).device
+        generated = generate_reports(model, dataset, vocab, cfg.val_max_length, batch_size,
+                                     device, cfg.adm, cfg)
+        ce = ce_scores(positives(generated), reference_positives)
+        return {"val_bleu4": round(bleu4(generated, references), 6),
+                "val_ce_micro_f1": ce["ce_micro_f1"],
+                "val_mean_length": float(np.mean([len(g.split()) for g in generated]))}
+
+    return evaluate
+
+
+def optimizer_factory(cfg: TrainConfig) -> Callable[[nn.Module], torch.optim.Optimizer]:
+    """AdamW with a lower learning rate for the CNN; ``backbone_lr: 0`` freezes it."""
+
+    def make(model: nn.Module) -> torch.optim.Optimizer:
+        net = unwrap(model)
+        backbone = list(net.backbone.parameters())
+        ids = {id(p) for p in backbone}
+        rest = [p for p in net.parameters() if id(p) not in ids]
+        groups = [{"params": rest, "lr": cfg.lr}]
+        if cfg.backbone_lr > 0:
+            groups.append({"params": backbone, "lr": cfg.backbone_lr})
+        else:
+            for p in backbone:
+                p.requires_grad_(False)
+        return torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+
+    return make
+
+
+def round_fingerprint(*parts: Any) -> str:
+    text = json.dumps([asdict(p) if hasattr(p, "__dataclass_fields__") else p for p in parts],
+                      sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def train_round(model: EKAGenerator, data: dict[str, ReportStudies], val_references: Sequence[str],
+                vocab: Vocabulary, cfg: TrainConfig, gid: GidConfig, seed: int,
+                teacher: EKAGenerator | None, checkpoint_dir: str | None, fingerprint: str,
+                on_epoch_end: Callable | None = None, progress: bool = True) -> FitResult:
+    """Fit one round through the shared engine; the returned model holds the best weights."""
+    if cfg.select_metric not in SELECT_METRICS:
+        raise ValueError(f"params.yaml train.select_metric must be one of {SELECT_METRICS}, "
+                         f"got {cfg.select_metric!r}")
+    engine_cfg = EngineConfig(
+        epochs=cfg.epochs, batch_size=cfg.batch_size, monitor=f"val_{cfg.select_metric}",
+        mode="max", patience=cfg.patience, grad_clip=cfg.grad_clip, device=cfg.device,
+        amp=cfg.amp, seed=seed, num_workers=cfg.workers, checkpoint_dir=checkpoint_dir,
+        fingerprint=fingerprint, progress=progress, desc="train generator")
+    step = GenerationStep(cfg, gid, vocab.pad_id, teacher)
+    trainer = Trainer(
+        model, data["train"], step, optimizer_factory(cfg), engine_cfg,
+        scheduler=lambda opt, _steps: torch.optim.lr_scheduler.StepLR(
+            opt, step_size=cfg.step_size, gamma=cfg.step_gamma),
+        evaluate=validation_evaluator(data["val"], val_references, vocab, cfg,
+                                      max(cfg.batch_size, 32)),
+        on_epoch_end=on_epoch_end)
+    if teacher is not None:
+        step.teacher = teacher.to(trainer.device).eval().requires_grad_(False)
+    return trainer.fit()
+
+
+def generator_config_from(params: dict) -> GeneratorConfig:
+    from ekagen.config import section
+
+    return section(params, "model", GeneratorConfig)
