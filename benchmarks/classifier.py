@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.manual_seed(0)
     if args.prepared:
         cache = np.load(Path(args.prepared) / "images.npy", mmap_mode="r")
-        flat = np.asarray(cache.reshape(-1, *cache.shape[-2:])[: args.batch])
+        flat = np.array(cache.reshape(-1, *cache.shape[-2:])[: args.batch])
         images = torch.from_numpy(flat).float().div(255).unsqueeze(1)
         source = f"{args.prepared} ({cache.shape[-1]} px)"
     else:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ekagen.attention.adm import load_masks, load_study_diagnosis, unpack_masks
+from ekagen.attention.adm import FEATURES_FILE, load_masks, load_study_diagnosis, unpack_masks
 from ekagen.config import AdmConfig, EvaluateConfig, IekConfig, as_flat_dict, section
 from ekagen.data.prepare import dump_json, load_images, load_studies_table
 from ekagen.decoding import DecodeConfig, beam_decode
@@ -96,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                                      device, adm.adm, adm, decode=run_decode)
         references = studies["report"].iloc[test_rows].tolist()
         train_reports = studies["report"].iloc[train_rows].tolist()
-        features = np.load(Path(args.adm) / "features.npy", mmap_mode="r")
+        features = np.load(Path(args.adm) / FEATURES_FILE, mmap_mode="r")
         study_features = np.asarray(features, dtype=np.float32).mean(axis=1)
         systems = {
             "ekagen": generated,

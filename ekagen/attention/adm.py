@@ -41,6 +41,7 @@ from ekagen.attention.gradcam import grad_cam
 from ekagen.observations import OBSERVATIONS
 
 MASKS_FILE, DIAGNOSIS_FILE, MASKS_META = "masks.npy", "diagnosis.parquet", "masks.json"
+FEATURES_FILE = "features.npy"
 
 
 # ------------------------------------------------------------------------- mask algebra
@@ -117,6 +118,9 @@ class AdmResult:
     predicted: np.ndarray  # bool (studies, views, C)
     coverage: np.ndarray  # float32 (studies, views)
     image_size: int
+    #: float16 (studies, views, K): pooled last-stage features, the space of the
+    #: nearest-neighbour baseline (saved here so evaluation need not re-run the classifier)
+    features: np.ndarray | None = None
 
 
 def compute_adm(model: torch.nn.Module, images: np.ndarray, thresholds: Sequence[float],
@@ -144,6 +148,7 @@ def compute_adm(model: torch.nn.Module, images: np.ndarray, thresholds: Sequence
     probs = np.zeros((n, views, classes), dtype=np.float32)
     predicted = np.zeros((n, views, classes), dtype=bool)
     cover = np.zeros((n, views), dtype=np.float32)
+    features: np.ndarray | None = None
     bar = tqdm(range(0, len(pairs), batch_size), desc="adm", unit="batch", disable=not progress)
     for start in bar:
         chunk = pairs[start : start + batch_size]
@@ -158,7 +163,10 @@ def compute_adm(model: torch.nn.Module, images: np.ndarray, thresholds: Sequence
         probs[s_idx, v_idx] = cams.probs.cpu().numpy()
         predicted[s_idx, v_idx] = (cams.probs >= thr).cpu().numpy()
         cover[s_idx, v_idx] = coverage(masks)
-    return AdmResult(packed, probs, predicted, cover, int(height))
+        if features is None:
+            features = np.zeros((n, views, cams.features.shape[1]), dtype=np.float16)
+        features[s_idx, v_idx] = cams.features.cpu().numpy().astype(np.float16)
+    return AdmResult(packed, probs, predicted, cover, int(height), features)
 
 
 def diagnosis_table(studies: pd.DataFrame, result: AdmResult,
@@ -193,6 +201,8 @@ def write_adm(result: AdmResult, table: pd.DataFrame, out_dir: str | Path,
     out_dir.mkdir(parents=True, exist_ok=True)
     np.save(out_dir / MASKS_FILE, result.packed, allow_pickle=False)
     table.to_parquet(out_dir / DIAGNOSIS_FILE, index=False)
+    if result.features is not None:
+        np.save(out_dir / FEATURES_FILE, result.features, allow_pickle=False)
     info = {"shape": list(result.packed.shape[:2]), "image_size": result.image_size,
             "packing": "np.packbits over each row-major flattened HxW bool mask, axis -1",
             **(meta or {})}

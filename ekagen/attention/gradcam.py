@@ -27,6 +27,7 @@ class CamBatch:
     probs: torch.Tensor  # (B, C) sigmoid of the logits
     cams: torch.Tensor  # (B, C, H, W) in [0, 1]; zeros where not computed
     computed: torch.Tensor  # (B, C) bool: which (image, class) maps were asked for
+    features: torch.Tensor | None = None  # (B, K) last-stage features, spatially averaged
 
 
 def normalise_maps(maps: torch.Tensor) -> torch.Tensor:
@@ -76,4 +77,5 @@ def grad_cam(model: nn.Module, images: torch.Tensor,
             cam = F.interpolate(cam, size=size, mode="bilinear", align_corners=False)
             cam = normalise_maps(cam[:, 0])
             cams[:, c] = torch.where(mask[:, c, None, None], cam, torch.zeros_like(cam))
-    return CamBatch(probs=probs, cams=cams, computed=mask)
+    features = fmap.detach().float().mean(dim=(2, 3))
+    return CamBatch(probs=probs, cams=cams, computed=mask, features=features)

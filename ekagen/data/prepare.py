@@ -162,7 +162,7 @@ def prepare(cfg: DataConfig, seed: int) -> Prepared:
             labels[i] = [s.labels[name] for name in OBSERVATIONS]
     table = pd.DataFrame({
         "id": [s.id for s in studies], "split": splits, "report": [c for _, c in kept],
-        "report_raw": [s.report for s in studies],
+        "raw_report": [s.report for s in studies],
         "image_paths": [list(s.images) for s in studies],
         "image_root": [s.image_root for s in studies],
         "label_source": [s.label_source for s in studies],

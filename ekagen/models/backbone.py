@@ -20,10 +20,15 @@ RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101")
 class Backbone(nn.Module):
     """ResNet trunk without pooling and classifier: image (B,1,H,W) -> features (B,C,h,w)."""
 
-    def __init__(self, name: str, dilation: bool, frozen_bn: bool, weights: str = "") -> None:
+    def __init__(self, name: str, dilation: bool, frozen_bn: bool, weights: str = "",
+                 state_follows: bool = False) -> None:
         super().__init__()
         if name not in RESNETS:
             raise ValueError(f"unknown generator backbone {name!r}; choose one of {RESNETS}")
+        if frozen_bn and not weights and not state_follows:
+            raise ValueError("model.frozen_bn needs model.backbone_weights: frozen batch norm "
+                             "keeps the loaded statistics, and a backbone trained from scratch "
+                             "has none (its activations collapse); set frozen_bn: false")
         norm = FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d
         if dilation and name in ("resnet18", "resnet34"):
             raise ValueError(f"{name} (BasicBlock) cannot dilate its last stage; use resnet50+")
@@ -32,7 +37,7 @@ class Backbone(nn.Module):
             weights=None, norm_layer=norm,
             **({"replace_stride_with_dilation": dilate} if name in ("resnet50", "resnet101")
                else {}))
-        if weights:
+        if weights and not state_follows:
             load_backbone_weights(net, weights)
         self.body = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool,
                                   net.layer1, net.layer2, net.layer3, net.layer4)
@@ -70,6 +75,7 @@ def load_backbone_weights(net: nn.Module, path: str) -> None:
                          f"unexpected {unexpected[:3]})")
 
 
-def build_backbone(name: str = "resnet18", dilation: bool = False, frozen_bn: bool = True,
-                   weights: str = "") -> Backbone:
-    return Backbone(name, dilation, frozen_bn, weights)
+def build_backbone(name: str = "resnet18", dilation: bool = False, frozen_bn: bool = False,
+                   weights: str = "", state_follows: bool = False) -> Backbone:
+    """``state_follows``: a whole saved model is loaded next, so ``weights`` are skipped."""
+    return Backbone(name, dilation, frozen_bn, weights, state_follows)

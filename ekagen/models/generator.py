@@ -26,7 +26,7 @@ class GeneratorConfig:
     backbone: str = "resnet18"
     backbone_weights: str = ""  # local ResNet state dict; "" = from scratch (never a download)
     dilation: bool = False  # dilated last stage (ResNet-50/101 only)
-    frozen_bn: bool = True
+    frozen_bn: bool = False  # keep loaded BN statistics (needs backbone_weights)
     d_model: int = 256
     encoder_layers: int = 3
     decoder_layers: int = 3
@@ -39,8 +39,9 @@ class GeneratorConfig:
     @classmethod
     def paper(cls) -> GeneratorConfig:
         """The published configuration: ResNet-101 (dilated), d 256, 6+6 layers, FFN 2048."""
-        return cls(backbone="resnet101", dilation=True, d_model=256, encoder_layers=6,
-                   decoder_layers=6, heads=8, ffn=2048, dropout=0.1, max_length=128)
+        return cls(backbone="resnet101", dilation=True, frozen_bn=True, d_model=256,
+                   encoder_layers=6, decoder_layers=6, heads=8, ffn=2048, dropout=0.1,
+                   max_length=128)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -49,12 +50,13 @@ class GeneratorConfig:
 class EKAGenerator(nn.Module):
     """Images ``(B, V, H, W)`` plus IEK token ids -> next-token logits."""
 
-    def __init__(self, cfg: GeneratorConfig, vocab_size: int, views: int, pad_id: int = 0) -> None:
+    def __init__(self, cfg: GeneratorConfig, vocab_size: int, views: int, pad_id: int = 0,
+                 state_follows: bool = False) -> None:
         super().__init__()
         self.cfg, self.vocab_size, self.views, self.pad_id = cfg, vocab_size, views, pad_id
         d = cfg.d_model
         self.backbone = build_backbone(cfg.backbone, cfg.dilation, cfg.frozen_bn,
-                                       cfg.backbone_weights)
+                                       cfg.backbone_weights, state_follows)
         self.project = nn.Conv2d(self.backbone.channels, d, kernel_size=1)
         self.view_embedding = nn.Embedding(max(views, 1), d)
         self.encoder = nn.ModuleList(EncoderLayer(d, cfg.heads, cfg.ffn, cfg.dropout)
@@ -144,6 +146,8 @@ class EKAGenerator(nn.Module):
         return self.head(self.decoder_norm(x))[:, 0]
 
 
-def build_generator(cfg: GeneratorConfig, vocab_size: int, views: int,
-                    pad_id: int = 0) -> EKAGenerator:
-    return EKAGenerator(cfg, vocab_size, views, pad_id)
+def build_generator(cfg: GeneratorConfig, vocab_size: int, views: int, pad_id: int = 0,
+                    state_follows: bool = False) -> EKAGenerator:
+    """The generator; ``state_follows=True`` when a saved state dict is loaded right after
+    (the backbone's own initial weights are then neither needed nor read)."""
+    return EKAGenerator(cfg, vocab_size, views, pad_id, state_follows)

@@ -49,7 +49,8 @@ def _edit_annotation(files, edit):
 
 
 @pytest.mark.parametrize("edit,message", [
-    (lambda a: a["train"][0].update(image_path=["../../etc/passwd"]), "escapes the image folder"),
+    (lambda a: a["train"][0].update(image_path=["../../etc/passwd", "x/1.png"]),
+     "escapes the image folder"),
     (lambda a: a["train"][1].update(image_path=["missing/0.png", "missing/1.png"]),
      "does not exist"),
     (lambda a: a["val"][0].update(split="holdout"), "unknown split 'holdout'"),
