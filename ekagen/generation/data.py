@@ -8,6 +8,7 @@ parameter can mix in ground-truth labels instead (``knowledge_gt_fraction``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,22 +44,44 @@ def knowledge_labels(predicted: np.ndarray, truth: np.ndarray, gt_fraction: floa
     return labels
 
 
+@dataclass
+class CachedFeatures:
+    """A frozen backbone's features of every study, plain and with ADM applied, row-aligned
+    with studies.parquet (rows never needed stay zero)."""
+
+    plain: torch.Tensor  # (n_studies, V, C, h, w)
+    adm: torch.Tensor  # same shape; equals ``plain`` where ADM left the image unchanged
+
+
 class ReportStudies(Dataset):
     """One item per study: ``images`` (V, S, S) in [0, 1], ``masks`` (V, S, S) bool,
-    ``tokens`` (L,) and ``knowledge`` (Lk,) int64, ``study`` (row in studies.parquet)."""
+    ``tokens`` (L,) and ``knowledge`` (Lk,) int64, ``study`` (row in studies.parquet).
+
+    With ``features`` set (a frozen backbone's cached output) items carry ``features`` and
+    ``adm_features`` (V, C, h, w) instead of images and masks.
+    """
 
     def __init__(self, images: np.ndarray, packed_masks: np.ndarray | None, rows: np.ndarray,
-                 tokens: np.ndarray, knowledge: np.ndarray) -> None:
+                 tokens: np.ndarray, knowledge: np.ndarray,
+                 features: CachedFeatures | None = None) -> None:
         self.images, self.packed = images, packed_masks
         self.rows = np.asarray(rows, dtype=np.int64)
         self.tokens, self.knowledge = tokens, knowledge
         self.size = int(images.shape[-1])
+        self.features = features
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         row = int(self.rows[index])
+        if self.features is not None:
+            return {"features": self.features.plain[row], "adm_features": self.features.adm[row],
+                    "tokens": torch.from_numpy(self.tokens[row]),
+                    "knowledge": torch.from_numpy(self.knowledge[row]), "study": row}
+        return self.image_item(row)
+
+    def image_item(self, row: int) -> dict[str, torch.Tensor]:
         images = torch.from_numpy(np.array(self.images[row], dtype=np.float32) / 255.0)
         if self.packed is not None:
             masks = torch.from_numpy(unpack_masks(np.asarray(self.packed[row]), self.size))

@@ -55,8 +55,11 @@ class GenerationStep:
         self.cfg, self.gid, self.pad_id, self.teacher = cfg, gid, pad_id, teacher
 
     def __call__(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
-        images = batch["images"]
-        adm_images = adm_views(images, batch["masks"], self.cfg)
+        if "features" in batch:  # cached frozen-backbone features, ADM already applied
+            images, adm_images = batch["features"], batch["adm_features"]
+        else:
+            images = batch["images"]
+            adm_images = adm_views(images, batch["masks"], self.cfg)
         student_in, teacher_in = ((images, adm_images) if self.gid.swap_views
                                   else (adm_images, images))
         tokens = trim_batch(batch["tokens"], self.pad_id)
@@ -80,10 +83,14 @@ def generate_reports(model: EKAGenerator, dataset: ReportStudies, vocab: Vocabul
     texts: list[str] = []
     for start in range(0, len(dataset), batch_size):
         items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
-        images = torch.stack([it["images"] for it in items]).to(device)
-        if use_adm and cfg is not None:
-            masks = torch.stack([it["masks"] for it in items]).to(device)
-            images = adm_views(images, masks, cfg)
+        if "features" in items[0]:
+            key = "adm_features" if use_adm else "features"
+            images = torch.stack([it[key] for it in items]).to(device)
+        else:
+            images = torch.stack([it["images"] for it in items]).to(device)
+            if use_adm and cfg is not None:
+                masks = torch.stack([it["masks"] for it in items]).to(device)
+                images = adm_views(images, masks, cfg)
         knowledge = torch.stack([it["knowledge"] for it in items]).to(device)
         if decode is None:
             out = greedy_decode(model, images, knowledge, vocab.bos_id, vocab.eos_id, max_length)
@@ -109,6 +116,57 @@ def validation_evaluator(dataset: ReportStudies, references: Sequence[str], voca
                 "val_mean_length": float(np.mean([len(g.split()) for g in generated]))}
 
     return evaluate
+
+
+def can_cache_features(model: EKAGenerator, cfg: TrainConfig,
+                       teacher: EKAGenerator | None) -> bool:
+    """Backbone features are a fixed function of the image, so they can be computed once,
+    when the backbone is frozen (``backbone_lr: 0``) with frozen batch norm, the teacher (if
+    any) has the very same backbone, and the cache fits ``train.cache_features_gb``."""
+    if cfg.backbone_lr > 0 or not model.cfg.frozen_bn or cfg.cache_features_gb <= 0:
+        return False
+    if teacher is not None:
+        mine, theirs = model.backbone.state_dict(), teacher.backbone.state_dict()
+        if any(not torch.equal(mine[k], theirs[k]) for k in mine):
+            return False
+    return True
+
+
+@torch.no_grad()
+def cache_backbone_features(model: EKAGenerator, images: np.ndarray, packed: np.ndarray | None,
+                            rows: np.ndarray, cfg: TrainConfig, device: torch.device,
+                            batch_size: int = 32, progress: bool = True):
+    """Run the frozen backbone once over ``rows`` (plain, and with ADM where ADM changes the
+    image); returns :class:`CachedFeatures` or None when it would exceed the size limit."""
+    from tqdm import tqdm
+
+    from ekagen.attention.adm import unpack_masks
+    from ekagen.generation.data import CachedFeatures
+
+    model = model.to(device).eval()
+    size = images.shape[-1]
+    probe = model.backbone_features(torch.zeros(1, images.shape[1], size, size, device=device))
+    gigabytes = 2 * images.shape[0] * probe[0].numel() * 4 / 1e9
+    if gigabytes > cfg.cache_features_gb:
+        return None
+    plain = torch.zeros(images.shape[0], *probe.shape[1:])
+    adm = torch.zeros_like(plain)
+    rows = np.sort(np.asarray(rows))
+    for start in tqdm(range(0, len(rows), batch_size), desc="cache backbone features",
+                      unit="batch", disable=not progress):
+        chunk = rows[start : start + batch_size]
+        pixels = torch.from_numpy(np.asarray(images[chunk], dtype=np.float32) / 255.0).to(device)
+        plain[chunk] = model.backbone_features(pixels).float().cpu()
+        adm[chunk] = plain[chunk]
+        if cfg.adm and packed is not None:
+            masks = torch.from_numpy(np.stack([unpack_masks(np.asarray(packed[r]), size)
+                                               for r in chunk])).to(device)
+            changed = adm_views(pixels, masks, cfg).ne(pixels).flatten(1).any(1)
+            if bool(changed.any()):
+                index = torch.from_numpy(chunk)[changed.cpu()]
+                adm[index] = model.backbone_features(
+                    adm_views(pixels[changed], masks[changed], cfg)).float().cpu()
+    return CachedFeatures(plain, adm)
 
 
 def optimizer_factory(cfg: TrainConfig) -> Callable[[nn.Module], torch.optim.Optimizer]:
@@ -150,6 +208,16 @@ def train_round(model: EKAGenerator, data: dict[str, ReportStudies], val_referen
         amp=cfg.amp, seed=seed, num_workers=cfg.workers, checkpoint_dir=checkpoint_dir,
         fingerprint=fingerprint, progress=progress, desc="train generator")
     step = GenerationStep(cfg, gid, vocab.pad_id, teacher)
+    if can_cache_features(model, cfg, teacher):
+        rows = np.concatenate([data["train"].rows, data["val"].rows])
+        from ekagen.training.distributed import env_world, select_device
+
+        device = select_device(cfg.device, env_world()[2])
+        cached = cache_backbone_features(model, data["train"].images, data["train"].packed,
+                                         rows, cfg, device, progress=progress)
+        if cached is not None:
+            for dataset in data.values():
+                dataset.features = cached
     trainer = Trainer(
         model, data["train"], step, optimizer_factory(cfg), engine_cfg,
         scheduler=lambda opt, _steps: torch.optim.lr_scheduler.StepLR(

@@ -72,17 +72,27 @@ class EKAGenerator(nn.Module):
         self.embedding_dropout = nn.Dropout(cfg.dropout)
 
     # -- encoder ---------------------------------------------------------------------------
-    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(B, V, H, W)`` images in [0, 1] -> memory ``(B, V*h*w, d)`` and its positions.
+    def backbone_features(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, V, H, W)`` images in [0, 1] -> CNN features ``(B, V, C, h, w)``.
 
         Images are normalised here (grey-level ImageNet statistics) so that ADM's scaling is
         applied to intensities, as the paper does, and every caller feeds the same range.
         """
         b, v, h, w = images.shape
-        if v != self.views:
-            raise ValueError(f"model expects {self.views} view(s) per study, got {v}")
         images = (images - IMAGE_MEAN) / IMAGE_STD
-        feats = self.project(self.backbone(images.reshape(b * v, 1, h, w)))
+        feats = self.backbone(images.reshape(b * v, 1, h, w))
+        return feats.view(b, v, *feats.shape[1:])
+
+    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images ``(B, V, H, W)`` in [0, 1], or CNN features ``(B, V, C, h, w)`` computed
+        earlier by :meth:`backbone_features` (a frozen backbone's output can be cached) ->
+        memory ``(B, V*h*w, d)`` and its positions."""
+        if images.shape[1] != self.views:
+            raise ValueError(f"model expects {self.views} view(s) per study, "
+                             f"got {images.shape[1]}")
+        cnn = images if images.dim() == 5 else self.backbone_features(images)
+        b, v = cnn.shape[:2]
+        feats = self.project(cnn.flatten(0, 1).to(self.project.weight.dtype))
         _, d, fh, fw = feats.shape
         feats = feats.flatten(2).transpose(1, 2).reshape(b, v * fh * fw, d)
         spatial = sine_positions_2d(fh, fw, d, device=feats.device).to(feats.dtype)

@@ -1,0 +1,79 @@
+"""A GID round through the shared engine on a handful of synthetic studies: it resumes after
+an interruption instead of restarting, and round 1 distils from a frozen teacher."""
+
+import numpy as np
+import pytest
+import torch
+
+from ekagen.config import GidConfig, TrainConfig
+from ekagen.data.vocab import Vocabulary
+from ekagen.generation.data import ReportStudies, encode_reports
+from ekagen.generation.train import round_fingerprint, train_round
+from ekagen.models.generator import GeneratorConfig, build_generator
+
+REPORTS = ["the heart is enlarged .", "no pleural effusion .", "the lungs are clear .",
+           "there is a right pleural effusion .", "the heart is normal .", "no pneumothorax ."]
+
+
+class Interrupt(Exception):
+    pass
+
+
+def _data():
+    vocab = Vocabulary.build(REPORTS, 1, 12)
+    tokens = encode_reports(REPORTS, vocab, 12)
+    images = (np.random.default_rng(0).random((6, 1, 32, 32)) * 255).astype(np.uint8)
+    packed = np.packbits(np.ones((6, 1, 32 * 32), dtype=bool), axis=-1)
+    knowledge = np.tile(tokens[:1], (6, 1))
+    return vocab, {"train": ReportStudies(images, packed, np.arange(4), tokens, knowledge),
+                   "val": ReportStudies(images, packed, np.arange(4, 6), tokens, knowledge)}
+
+
+CFG = GeneratorConfig(d_model=32, encoder_layers=1, decoder_layers=1, heads=4, ffn=64,
+                      dropout=0.1, max_length=12)
+TRAIN = TrainConfig(epochs=3, batch_size=2, lr=1e-3, backbone_lr=1e-4, val_max_length=8,
+                    device="cpu")
+
+
+def _model(seed=0):
+    torch.manual_seed(seed)
+    return build_generator(CFG, 20, views=1)
+
+
+def test_round_resumes_after_interruption(tmp_path):
+    vocab, data = _data()
+    refs = REPORTS[4:]
+    fp = round_fingerprint(CFG, TRAIN, "r0")
+    full = train_round(_model(), data, refs, vocab, TRAIN, GidConfig(), 0, None,
+                       str(tmp_path / "a"), fp, progress=False)
+
+    def boom(record):
+        if record["epoch"] == 1:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train_round(_model(), data, refs, vocab, TRAIN, GidConfig(), 0, None,
+                    str(tmp_path / "b"), fp, on_epoch_end=boom, progress=False)
+    resumed = train_round(_model(seed=7), data, refs, vocab, TRAIN, GidConfig(), 0, None,
+                          str(tmp_path / "b"), fp, progress=False)
+    assert resumed.resumed_from == 1
+    assert [r["epoch"] for r in resumed.history] == [1, 2, 3]
+    for a, b in zip(full.history, resumed.history, strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-6)
+
+
+def test_teacher_round_adds_distillation_and_keeps_teacher_frozen(tmp_path):
+    vocab, data = _data()
+    teacher = _model(seed=3).eval()
+    before = [p.detach().clone() for p in teacher.parameters()]
+    records = []
+    result = train_round(_model(), data, REPORTS[4:], vocab,
+                         TrainConfig(**{**TRAIN.__dict__, "epochs": 1}), GidConfig(delta=0.5),
+                         0, teacher, None, "t", on_epoch_end=records.append, progress=False)
+    record = records[0]
+    assert record["train_kd"] > 0
+    assert record["train_loss"] == pytest.approx(record["train_ce"] + 0.5 * record["train_kd"],
+                                                 rel=1e-4)
+    assert all(torch.equal(a, b) for a, b in zip(before, teacher.parameters(), strict=True))
+    assert not any(p.requires_grad for p in teacher.parameters())
+    assert result.best_epoch == 1
