@@ -107,3 +107,18 @@ def log_metrics_flat(mlflow: Any, metrics: Mapping[str, Any], prefix: str = "") 
     safe = {_METRIC_NAME.sub("_", k): v for k, v in flat.items() if v == v}
     if safe:
         mlflow.log_metrics(safe)
+
+
+def epoch_logger(mlflow: Any) -> Any:
+    """An engine ``on_epoch_end`` callback logging each epoch's numbers at step = epoch
+    (``mlflow`` None, as on non-zero DDP ranks, logs nothing)."""
+
+    def log(record: Mapping[str, Any]) -> None:
+        if mlflow is None:
+            return
+        numeric = {k: float(v) for k, v in record.items()
+                   if isinstance(v, int | float) and not isinstance(v, bool) and v == v
+                   and k != "epoch"}
+        mlflow.log_metrics(numeric, step=int(record["epoch"]))
+
+    return log

@@ -21,7 +21,7 @@ from ekagen.diagnosis.train import (
     train_classifier,
 )
 from ekagen.models.classifier import save_classifier
-from ekagen.tracking import log_metrics_flat, stage_run
+from ekagen.tracking import epoch_logger, log_metrics_flat, stage_run
 from ekagen.training.distributed import env_world, shutdown
 from stages.common import parse, stage_parser
 
@@ -46,12 +46,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     run = stage_run("classifier", flat) if main_rank else contextlib.nullcontext(None)
     try:
         with run as mlflow:
-            def log_epoch(record: dict) -> None:
-                if mlflow is not None:
-                    mlflow.log_metrics({k: float(v) for k, v in record.items()
-                                        if isinstance(v, int | float) and v == v and k != "epoch"},
-                                       step=int(record["epoch"]))
-
+            log_epoch = epoch_logger(mlflow)
             trained = train_classifier(
                 cfg, table, prepared / IMAGES_FILE, args.checkpoints, seed,
                 fingerprint(cfg, seed, prepared, images_shape), on_epoch_end=log_epoch,

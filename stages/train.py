@@ -24,7 +24,7 @@ from ekagen.generation.train import round_fingerprint, train_round
 from ekagen.knowledge.iek import KnowledgeBase
 from ekagen.knowledge.store import RKS_FILE, read_table
 from ekagen.models.generator import GeneratorConfig, build_generator
-from ekagen.tracking import log_metrics_flat, stage_run
+from ekagen.tracking import epoch_logger, log_metrics_flat, stage_run
 from stages.common import parse, stage_parser
 
 NO_TEACHER = "none"
@@ -113,12 +113,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             "gid.swap_views": gid.swap_views}
     tracking = stage_run("train", flat, round_key=args.round_key) if is_main else nullcontext()
     with tracking as mlflow:
-        def log_epoch(record: dict) -> None:
-            if mlflow is not None:
-                numeric = {k: float(v) for k, v in record.items()
-                           if isinstance(v, int | float) and k != "epoch"}
-                mlflow.log_metrics(numeric, step=int(record["epoch"]))
-
+        log_epoch = epoch_logger(mlflow)
         start = time.perf_counter()
         result = train_round(model, data, val_refs, vocab, cfg, gid, seed, teacher,
                              str(Path(args.ckpt_dir) / args.round_key), fingerprint, log_epoch,
@@ -126,6 +121,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         seconds = time.perf_counter() - start
         if not is_main:
             return {}
+        for record in result.history[: result.resumed_from]:
+            log_epoch(record)  # epochs done before an interruption, for a complete curve
         out_dir = gid_dir / args.round_key
         save_generator(result.model, out_dir, vocab, {
             "round": args.round_key, "teacher": teacher_key, "image_size": int(images.shape[-1]),
