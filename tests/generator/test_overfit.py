@@ -32,8 +32,8 @@ def test_generator_overfits_four_studies():
         opt.zero_grad()
         loss.backward()
         opt.step()
-        first = first if first is not None else float(loss)
-    assert float(loss) < 0.05 < first
+        first = first if first is not None else float(loss.detach())
+    assert float(loss.detach()) < 0.05 < first
     model.eval()
     decoded = greedy_decode(model, images, None, vocab.bos_id, vocab.eos_id, max_length=11)
     assert [vocab.decode(seq) for seq in decoded] == [r for r in REPORTS]
