@@ -117,7 +117,11 @@ def test_cli_generate_on_png_and_dicom_and_evaluate(tiny_repo, tmp_path):
 
 @pytest.mark.slow
 def test_generator_round_under_torchrun_matches_one_process(tiny_repo, tmp_path):
-    """2-process DDP on CPU (gloo) with the same global batch gives the same loss curve."""
+    """2-process DDP on CPU (gloo) with the same global batch gives the same loss curve.
+
+    Not bit-identical: cross-entropy is a mean over each process's non-padding tokens, and
+    DDP averages the two processes' means, which weights tokens slightly differently from one
+    mean over the whole batch when the halves hold different numbers of tokens."""
     import csv
 
     root, env = tiny_repo
@@ -141,5 +145,5 @@ def test_generator_round_under_torchrun_matches_one_process(tiny_repo, tmp_path)
 
     single, ddp = curve("single"), curve("ddp")
     assert len(single) == len(ddp) == 2
-    assert ddp == pytest.approx(single, rel=1e-4)
-    assert not (tmp_path / "ddp_metrics" / "r0.json").read_text() == ""
+    assert ddp == pytest.approx(single, rel=2e-3)
+    assert json.loads((tmp_path / "ddp_metrics" / "r0.json").read_text())["epochs"] == 2

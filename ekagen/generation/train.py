@@ -208,6 +208,8 @@ def train_round(model: EKAGenerator, data: dict[str, ReportStudies], val_referen
         amp=cfg.amp, seed=seed, num_workers=cfg.workers, checkpoint_dir=checkpoint_dir,
         fingerprint=fingerprint, progress=progress, desc="train generator")
     step = GenerationStep(cfg, gid, vocab.pad_id, teacher)
+    if cfg.backbone_lr <= 0:  # frozen before DDP wraps the model, so it never waits for them
+        model.backbone.requires_grad_(False)
     if can_cache_features(model, cfg, teacher):
         rows = np.concatenate([data["train"].rows, data["val"].rows])
         from ekagen.training.distributed import env_world, select_device
