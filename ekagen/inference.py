@@ -19,7 +19,7 @@ import torch
 from ekagen.attention.adm import compute_adm, unpack_masks
 from ekagen.data.images import load_image
 from ekagen.decoding import beam_decode
-from ekagen.generation.checkpoint import load_generator
+from ekagen.generation.checkpoint import load_generator, trained_adm
 from ekagen.generation.train import adm_views
 from ekagen.knowledge.iek import KnowledgeBase
 from ekagen.knowledge.store import read_table
@@ -79,13 +79,7 @@ class Reporter:
         self.kb = KnowledgeBase.from_rks(read_table(root / RKS_FILE, "rks"),
                                          self.generator.cfg.max_length,
                                          max_hamming=None if max_hamming < 0 else max_hamming)
-        from ekagen.config import TrainConfig
-
-        adm = self.config.get("adm", {})
-        self.adm = TrainConfig(adm=bool(adm.get("enabled", False)),
-                               theta=float(adm.get("theta", 0.4)),
-                               gamma=float(adm.get("gamma", 0.4)),
-                               beta=float(adm.get("beta", 1.0)))
+        self.adm = trained_adm(self.config)
 
     def generate(self, paths: list[str | Path], beam_size: int | None = None,
                  max_length: int | None = None) -> list[Report]:

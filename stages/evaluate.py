@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from ekagen.attention.adm import FEATURES_FILE, load_masks, load_study_diagnosis, unpack_masks
@@ -21,25 +22,17 @@ from ekagen.decoding import DecodeConfig, beam_decode
 from ekagen.evaluation.baselines import most_frequent_report, nearest_neighbour_reports
 from ekagen.evaluation.html import overlay_png, write_gallery
 from ekagen.evaluation.run import score_systems
-from ekagen.generation.checkpoint import load_generator
+from ekagen.generation.checkpoint import load_generator, trained_adm
 from ekagen.generation.data import ReportStudies, encode_reports
 from ekagen.generation.train import generate_reports
 from ekagen.inference import export_model
 from ekagen.knowledge.iek import KnowledgeBase
 from ekagen.knowledge.store import RKS_FILE, read_table
+from ekagen.labeler import label_reports
 from ekagen.observations import OBSERVATIONS
 from ekagen.tracking import log_metrics_flat, stage_run
 from ekagen.training.distributed import select_device
 from stages.common import parse, stage_parser
-
-
-def adm_settings(config: dict):
-    """The ADM the model was trained with, as a TrainConfig-like object for decoding."""
-    from ekagen.config import TrainConfig
-
-    adm = config.get("adm", {})
-    return TrainConfig(adm=bool(adm.get("enabled", False)), theta=float(adm.get("theta", 0.4)),
-                       gamma=float(adm.get("gamma", 0.4)), beta=float(adm.get("beta", 1.0)))
 
 
 def write_f1_table(per_class: dict, path: Path) -> None:
@@ -83,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     knowledge = kb.lookup(predicted)
     tokens = encode_reports(studies["report"].tolist(), vocab, model.cfg.max_length)
     dataset = ReportStudies(images, packed, test_rows, tokens, knowledge)
-    adm = adm_settings(model_config)
+    adm = trained_adm(model_config)
     flat_params = {"evaluate.round": cfg.round, **as_flat_dict(decode, "decode."),
                    "iek.max_hamming": iek.max_hamming}
     with stage_run("evaluate", flat_params) as mlflow:
@@ -113,8 +106,6 @@ def main(argv: Sequence[str] | None = None) -> dict:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         details = kb.lookup_details(predicted[test_rows])
-        import pandas as pd
-
         pd.DataFrame({
             "id": studies["id"].iloc[test_rows].to_numpy(), "reference": references,
             "generated": generated, "most_frequent": systems["most_frequent"],
@@ -125,8 +116,6 @@ def main(argv: Sequence[str] | None = None) -> dict:
         gallery_rows = []
         gallery_dir = Path(args.gallery).with_suffix("")
         rks_text = dict(zip(rks["report_id"], rks["report"], strict=False))
-        from ekagen.labeler import label_reports
-
         picks = np.random.default_rng(params.get("seed", 42)).permutation(len(test_rows))
         for i in sorted(picks[: cfg.gallery_size]):
             row = int(test_rows[i])

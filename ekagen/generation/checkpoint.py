@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from ekagen.config import TrainConfig
 from ekagen.data.vocab import Vocabulary
 from ekagen.models.generator import EKAGenerator, GeneratorConfig, build_generator
 from ekagen.training.checkpoint import export_safetensors
@@ -29,6 +30,14 @@ def save_generator(model: EKAGenerator, out_dir: str | Path, vocab: Vocabulary,
     export_safetensors(model.state_dict(), out_dir / MODEL_FILE, config, out_dir / CONFIG_FILE)
     vocab.save(out_dir / VOCAB_FILE)
     return out_dir
+
+
+def trained_adm(config: dict[str, Any]) -> TrainConfig:
+    """The ADM settings a saved generator was trained with (its student's view), as the
+    :class:`TrainConfig` fields that :func:`~ekagen.generation.train.adm_views` reads."""
+    adm = config.get("adm", {})
+    return TrainConfig(adm=bool(adm.get("enabled", False)), theta=float(adm.get("theta", 0.4)),
+                       gamma=float(adm.get("gamma", 0.4)), beta=float(adm.get("beta", 1.0)))
 
 
 def load_generator(model_dir: str | Path, map_location: str | torch.device = "cpu",
