@@ -171,6 +171,11 @@ class IekConfig:
 
     max_hamming: int = -1  # nearest known combination within this distance; -1 = no limit
 
+    @property
+    def hamming_limit(self) -> int | None:
+        """``max_hamming`` as :class:`~ekagen.knowledge.iek.KnowledgeBase` takes it."""
+        return None if self.max_hamming < 0 else self.max_hamming
+
 
 @dataclass
 class ClassifierConfig:

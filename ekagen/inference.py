@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ekagen.attention.adm import compute_adm, unpack_masks
+from ekagen.config import IekConfig
 from ekagen.data.images import load_image
 from ekagen.decoding import beam_decode
 from ekagen.generation.checkpoint import load_generator, trained_adm
@@ -75,10 +76,10 @@ class Reporter:
         self.thresholds = load_thresholds(root / CLASSIFIER_DIR / "thresholds.json")
         self.settings = json.loads((root / ADM_FILE).read_text())
         self.image_size = int(self.config["image_size"])
-        max_hamming = int(self.settings.get("iek_max_hamming", -1))
+        iek = IekConfig(max_hamming=int(self.settings.get("iek_max_hamming", -1)))
         self.kb = KnowledgeBase.from_rks(read_table(root / RKS_FILE, "rks"),
                                          self.generator.cfg.max_length,
-                                         max_hamming=None if max_hamming < 0 else max_hamming)
+                                         max_hamming=iek.hamming_limit)
         self.adm = trained_adm(self.config)
 
     def generate(self, paths: list[str | Path], beam_size: int | None = None,

@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     model, vocab, model_config = load_generator(Path(args.gid_dir) / cfg.round, device)
     rks = read_table(Path(args.knowledge) / RKS_FILE, "rks")
     kb = KnowledgeBase.from_rks(rks, model.cfg.max_length,
-                                max_hamming=None if iek.max_hamming < 0 else iek.max_hamming)
+                                max_hamming=iek.hamming_limit)
     test_rows = np.flatnonzero((studies["split"] == "test").to_numpy())
     train_rows = np.flatnonzero((studies["split"] == "train").to_numpy())
     predicted = diagnosis[list(OBSERVATIONS)].to_numpy().astype(np.float32)

@@ -96,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     diagnosis = load_study_diagnosis(args.adm)
     rks = read_table(Path(args.knowledge) / RKS_FILE, "rks")
     kb = KnowledgeBase.from_rks(rks, model_cfg.max_length,
-                                max_hamming=None if iek.max_hamming < 0 else iek.max_hamming)
+                                max_hamming=iek.hamming_limit)
     data = build_datasets(studies, images, packed, diagnosis, kb, vocab, model_cfg.max_length,
                           cfg.knowledge_gt_fraction, seed)
     val_refs = studies["report"].iloc[data["val"].rows].tolist()

@@ -26,3 +26,10 @@ def test_wrong_types_are_errors(key, value):
 def test_missing_params_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.yaml"):
         load_params(tmp_path / "nope.yaml")
+
+
+def test_iek_hamming_limit():
+    from ekagen.config import IekConfig
+
+    assert IekConfig(max_hamming=-1).hamming_limit is None
+    assert IekConfig(max_hamming=2).hamming_limit == 2
