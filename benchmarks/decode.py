@@ -28,8 +28,8 @@ def authors_scheme(generator, classifier, images, knowledge, bos, eos, steps=127
     tokens = torch.full((images.shape[0], 1), bos, dtype=torch.long)
     for _ in range(steps):
         classifier(images[:, :1])  # the diagnosis recomputed at every step
-        memory, pos = generator.encode(images)
-        logits = generator.decode(memory, pos, tokens, knowledge)[:, -1]
+        context = generator.context(images, knowledge, tokens.shape[1])
+        logits = generator.decode(context, tokens)[:, -1]
         tokens = torch.cat([tokens, logits.argmax(-1, keepdim=True)], dim=1)
     return tokens
 

@@ -225,6 +225,7 @@ class TrainConfig:
     lr: float = 3e-4  # paper: 1e-4 (with pretrained weights)
     backbone_lr: float = 1e-4  # paper: 1e-5; 0 freezes the CNN
     weight_decay: float = 1e-4
+    scheduler: str = "step"  # step: StepLR per epoch (paper) | cosine: to 0 per batch in a round
     step_size: int = 20  # StepLR: epochs between decays (paper: 20)
     step_gamma: float = 0.1
     grad_clip: float = 0.1  # paper: 0.1
@@ -233,13 +234,13 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast on GPU
     workers: int = 0
     patience: int = 0
-    select_metric: str = "bleu4"  # bleu4 | ce_micro_f1, on greedy decodes of validation
+    select_metric: str = "ce_micro_f1"  # ce_micro_f1 | bleu4, on greedy decodes of validation
     val_max_length: int = 100
     adm: bool = True  # student sees the ADM image; false = ablation
     theta: float = 0.4  # ADM applies when the mask covers more than theta of the image
     gamma: float = 0.4  # scale outside the mask
     beta: float = 1.0  # scale inside the mask (the authors' beta, unused in their code)
-    knowledge_gt_fraction: float = 0.0  # share of training studies looking knowledge up by
+    knowledge_gt_fraction: float = 1.0  # share of training studies looking knowledge up by
     #                                     ground truth instead of the predicted diagnosis
     cache_features_gb: float = 2.0  # frozen backbone: compute its features once if they fit
 
@@ -251,8 +252,14 @@ class GidConfig:
     delta: float = 0.01
     temperature: float = 4.0
     swap_views: bool = False  # true: teacher sees the ADM image, student the plain one
+    student_init: str = "teacher"  # teacher: round k starts from round k-1's weights | scratch
     rounds: dict = field(default_factory=lambda: {"r0": {"teacher": "none"},
                                                   "r1": {"teacher": "r0"}})
+
+    def __post_init__(self) -> None:
+        if self.student_init not in ("teacher", "scratch"):
+            raise ValueError("params.yaml gid.student_init must be 'teacher' or 'scratch', "
+                             f"got {self.student_init!r}")
 
 
 @dataclass

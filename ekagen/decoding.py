@@ -54,16 +54,15 @@ def greedy_decode(model: EKAGenerator, images: torch.Tensor, knowledge: torch.Te
                   bos: int, eos: int, max_length: int = 100,
                   no_repeat_ngram: int = 0) -> list[list[int]]:
     """Token ids per report (without bos; eos included when produced)."""
-    memory, memory_pos = model.encode(images)
     steps = _steps(model, max_length)
-    k_embedded = model.embed_knowledge(knowledge, steps)
+    context = model.context(images, knowledge, steps)
     cache = model.new_cache()
     batch = images.shape[0]
     outputs: list[list[int]] = [[] for _ in range(batch)]
     active = torch.arange(batch, device=images.device)  # rows of the original batch still open
     token = torch.full((batch,), bos, dtype=torch.long, device=images.device)
     for position in range(steps):
-        logits = model.step(memory, memory_pos, token, position, k_embedded, cache)
+        logits = model.step(context, token, position, cache)
         rows = active.tolist()
         logits = _apply_no_repeat(logits, [outputs[r] for r in rows], no_repeat_ngram)
         token = logits.argmax(-1)
@@ -75,8 +74,7 @@ def greedy_decode(model: EKAGenerator, images: torch.Tensor, knowledge: torch.Te
         if not bool(open_rows.all()):  # finished reports leave the batch and the cache
             keep = open_rows.nonzero().squeeze(1)
             active, token = active[keep], token[keep]
-            memory, memory_pos = memory[keep], memory_pos[keep]
-            k_embedded = None if k_embedded is None else k_embedded[keep]
+            context = context.select(keep)
             cache.reorder(keep)
     return outputs
 
@@ -89,12 +87,9 @@ def beam_decode(model: EKAGenerator, images: torch.Tensor, knowledge: torch.Tens
     if beam_size <= 1:
         return greedy_decode(model, images, knowledge, bos, eos, max_length, no_repeat_ngram)
     batch, device = images.shape[0], images.device
-    memory, memory_pos = model.encode(images)
     steps = _steps(model, max_length)
-    k_embedded = model.embed_knowledge(knowledge, steps)
     expand = torch.arange(batch, device=device).repeat_interleave(beam_size)
-    memory, memory_pos = memory[expand], memory_pos[expand]
-    k_embedded = None if k_embedded is None else k_embedded[expand]
+    context = model.context(images, knowledge, steps).select(expand)
     cache = model.new_cache()
     scores = torch.full((batch, beam_size), float("-inf"), device=device)
     scores[:, 0] = 0.0  # all beams start identical: keep one so they do not duplicate
@@ -102,7 +97,7 @@ def beam_decode(model: EKAGenerator, images: torch.Tensor, knowledge: torch.Tens
     finished = torch.zeros(batch * beam_size, dtype=torch.bool, device=device)
     token = torch.full((batch * beam_size,), bos, dtype=torch.long, device=device)
     for position in range(steps):
-        logits = model.step(memory, memory_pos, token, position, k_embedded, cache)
+        logits = model.step(context, token, position, cache)
         logp = torch.log_softmax(logits.float(), dim=-1)
         logp = _apply_no_repeat(logp, histories, no_repeat_ngram)
         logp[finished] = float("-inf")
@@ -134,13 +129,13 @@ def greedy_decode_uncached(model: EKAGenerator, images: torch.Tensor,
     With ``early_stop=False`` it runs the full ``max_length`` steps, the authors' scheme; used
     by tests (cached and uncached give the same tokens) and by the decoding benchmark.
     """
-    memory, memory_pos = model.encode(images)
     steps = _steps(model, max_length)
+    context = model.context(images, knowledge, steps)
     batch = images.shape[0]
     tokens = torch.full((batch, 1), bos, dtype=torch.long, device=images.device)
     done = torch.zeros(batch, dtype=torch.bool, device=images.device)
     for _ in range(steps):
-        logits = model.decode(memory, memory_pos, tokens, knowledge)[:, -1]
+        logits = model.decode(context, tokens)[:, -1]
         nxt = logits.argmax(-1)
         tokens = torch.cat([tokens, nxt[:, None]], dim=1)
         done |= nxt == eos

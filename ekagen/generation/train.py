@@ -188,6 +188,19 @@ def optimizer_factory(cfg: TrainConfig) -> Callable[[nn.Module], torch.optim.Opt
     return make
 
 
+def scheduler_factory(cfg: TrainConfig, epochs: int) -> tuple[Callable, str]:
+    """The learning-rate schedule and when it steps: the paper's StepLR once per epoch, or a
+    cosine decay to zero over the round's batches (short rounds end converged, not mid-step)."""
+    if cfg.scheduler == "step":
+        return (lambda opt, _steps: torch.optim.lr_scheduler.StepLR(
+            opt, step_size=cfg.step_size, gamma=cfg.step_gamma)), "epoch"
+    if cfg.scheduler == "cosine":
+        return (lambda opt, steps: torch.optim.lr_scheduler.CosineAnnealingLR(
+            opt, T_max=max(steps * epochs, 1))), "step"
+    raise ValueError(f"params.yaml train.scheduler must be 'step' or 'cosine', "
+                     f"got {cfg.scheduler!r}")
+
+
 def round_fingerprint(*parts: Any) -> str:
     text = json.dumps([asdict(p) if hasattr(p, "__dataclass_fields__") else p for p in parts],
                       sort_keys=True, default=str)
@@ -202,11 +215,13 @@ def train_round(model: EKAGenerator, data: dict[str, ReportStudies], val_referen
     if cfg.select_metric not in SELECT_METRICS:
         raise ValueError(f"params.yaml train.select_metric must be one of {SELECT_METRICS}, "
                          f"got {cfg.select_metric!r}")
+    scheduler, interval = scheduler_factory(cfg, cfg.epochs)
     engine_cfg = EngineConfig(
-        epochs=cfg.epochs, batch_size=cfg.batch_size, monitor=f"val_{cfg.select_metric}",
-        mode="max", patience=cfg.patience, grad_clip=cfg.grad_clip, device=cfg.device,
-        amp=cfg.amp, seed=seed, num_workers=cfg.workers, checkpoint_dir=checkpoint_dir,
-        fingerprint=fingerprint, progress=progress, desc="train generator")
+        scheduler_interval=interval, epochs=cfg.epochs, batch_size=cfg.batch_size,
+        monitor=f"val_{cfg.select_metric}", mode="max", patience=cfg.patience,
+        grad_clip=cfg.grad_clip, device=cfg.device, amp=cfg.amp, seed=seed,
+        num_workers=cfg.workers, checkpoint_dir=checkpoint_dir, fingerprint=fingerprint,
+        progress=progress, desc="train generator")
     step = GenerationStep(cfg, gid, vocab.pad_id, teacher)
     if cfg.backbone_lr <= 0:  # frozen before DDP wraps the model, so it never waits for them
         model.backbone.requires_grad_(False)
@@ -221,9 +236,7 @@ def train_round(model: EKAGenerator, data: dict[str, ReportStudies], val_referen
             for dataset in data.values():
                 dataset.features = cached
     trainer = Trainer(
-        model, data["train"], step, optimizer_factory(cfg), engine_cfg,
-        scheduler=lambda opt, _steps: torch.optim.lr_scheduler.StepLR(
-            opt, step_size=cfg.step_size, gamma=cfg.step_gamma),
+        model, data["train"], step, optimizer_factory(cfg), engine_cfg, scheduler=scheduler,
         evaluate=validation_evaluator(data["val"], val_references, vocab, cfg,
                                       max(cfg.batch_size, 32)),
         on_epoch_end=on_epoch_end)

@@ -2,12 +2,21 @@
 
 ``build_generator`` is the one factory; every size is a :class:`GeneratorConfig` field so the
 CPU default and the paper preset (``GeneratorConfig.paper()``) are the same code.
+
+Knowledge reaches the decoder in one of two forms (``model.fusion``):
+
+* ``paper``: after every decoder layer h_t <- W3 [W1 h_t ; W2 K_t], the knowledge token at the
+  same position t. Under the causal mask position t never sees knowledge beyond t, so a
+  finding the knowledge report states late cannot shape the start of the generated report;
+* ``memory``: the knowledge report's tokens (word + position + a "knowledge" source
+  embedding) join the image features as cross-attention memory, so every position reads the
+  whole knowledge report.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -17,6 +26,7 @@ from ekagen.models.positions import sine_positions_2d
 from ekagen.models.transformer import DecoderCache, DecoderLayer, EncoderLayer, LayerCache
 
 IMAGE_MEAN, IMAGE_STD = 0.449, 0.226  # ImageNet statistics averaged over RGB
+FUSIONS = ("paper", "memory")
 
 
 @dataclass
@@ -35,16 +45,43 @@ class GeneratorConfig:
     dropout: float = 0.1
     max_length: int = 128  # tokens incl. bos/eos; also the knowledge length
     knowledge: bool = True  # IEK fusion; false = plain encoder-decoder (ablation)
+    fusion: str = "memory"  # memory: knowledge tokens attended | paper: W3[W1 h; W2 K] per layer
+
+    def __post_init__(self) -> None:
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"model.fusion must be one of {FUSIONS}, got {self.fusion!r}")
 
     @classmethod
     def paper(cls) -> GeneratorConfig:
         """The published configuration: ResNet-101 (dilated), d 256, 6+6 layers, FFN 2048."""
         return cls(backbone="resnet101", dilation=True, frozen_bn=True, d_model=256,
                    encoder_layers=6, decoder_layers=6, heads=8, ffn=2048, dropout=0.1,
-                   max_length=128)
+                   max_length=128, fusion="paper")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+@dataclass
+class DecoderContext:
+    """Everything the decoder reads besides its own tokens, computed once per image batch.
+
+    ``memory`` (B, M, d) with key positions ``pos``; ``mask`` (B, M) True = attend (None: all
+    of it); ``aligned`` (B, L, d) the position-aligned knowledge of the paper's fusion.
+    """
+
+    memory: torch.Tensor
+    pos: torch.Tensor
+    mask: torch.Tensor | None = None
+    aligned: torch.Tensor | None = None
+
+    def select(self, index: torch.Tensor) -> DecoderContext:
+        """Rows ``index`` of the batch (finished reports leave; beams repeat a study)."""
+        def pick(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.index_select(0, index)
+
+        return replace(self, memory=pick(self.memory), pos=pick(self.pos), mask=pick(self.mask),
+                       aligned=pick(self.aligned))
 
 
 class EKAGenerator(nn.Module):
@@ -65,8 +102,11 @@ class EKAGenerator(nn.Module):
         self.word_embedding = nn.Embedding(vocab_size, d, padding_idx=pad_id)
         self.position_embedding = nn.Embedding(cfg.max_length, d)
         self.decoder = nn.ModuleList(
-            DecoderLayer(d, cfg.heads, cfg.ffn, cfg.dropout, cfg.knowledge)
+            DecoderLayer(d, cfg.heads, cfg.ffn, cfg.dropout, self.fuses_per_layer)
             for _ in range(cfg.decoder_layers))
+        # tells knowledge tokens from image features in the memory form of fusion
+        self.knowledge_source = (nn.Parameter(torch.zeros(d)) if self.knowledge_in_memory
+                                 else None)
         self.decoder_norm = nn.LayerNorm(d)
         self.head = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, vocab_size))
         self.embedding_dropout = nn.Dropout(cfg.dropout)
@@ -104,18 +144,45 @@ class EKAGenerator(nn.Module):
         return self.encoder_norm(x), pos
 
     # -- knowledge -------------------------------------------------------------------------
-    def embed_knowledge(self, knowledge: torch.Tensor | None, length: int) -> torch.Tensor | None:
-        """IEK token ids ``(B, Lk)`` embedded with the generator's own word embedding.
+    @property
+    def fuses_per_layer(self) -> bool:
+        return self.cfg.knowledge and self.cfg.fusion == "paper"
 
-        Knowledge is aligned with the report position by position (the fusion combines h_t
-        with K_t), so it is padded or cut to ``length``; padding embeds to zeros.
+    @property
+    def knowledge_in_memory(self) -> bool:
+        return self.cfg.knowledge and self.cfg.fusion == "memory"
+
+    def embed_knowledge(self, knowledge: torch.Tensor | None, length: int) -> torch.Tensor | None:
+        """IEK token ids ``(B, Lk)`` embedded with the generator's own word embedding, aligned
+        with report positions for the paper's fusion (None in the memory form).
+
+        The fusion combines h_t with K_t, so knowledge is padded or cut to ``length``;
+        padding embeds to zeros.
         """
-        if not self.cfg.knowledge or knowledge is None:
+        if not self.fuses_per_layer or knowledge is None:
             return None
         lk = knowledge.shape[1]
         if lk < length:
             knowledge = torch.nn.functional.pad(knowledge, (0, length - lk), value=self.pad_id)
         return self.word_embedding(knowledge[:, :length])
+
+    def context(self, images: torch.Tensor, knowledge: torch.Tensor | None,
+                length: int) -> DecoderContext:
+        """Encode the images once and attach the knowledge in the configured form; ``length``
+        is the number of report positions the paper's fusion must cover."""
+        memory, pos = self.encode(images)
+        if not self.knowledge_in_memory or knowledge is None:
+            return DecoderContext(memory, pos, aligned=self.embed_knowledge(knowledge, length))
+        keep = knowledge != self.pad_id
+        used = max(int(keep.sum(1).max()), 1)  # trailing padding of the whole batch dropped
+        knowledge, keep = knowledge[:, :used], keep[:, :used]
+        k_pos = self.position_embedding(torch.arange(used, device=knowledge.device))
+        k_pos = (k_pos + self.knowledge_source)[None].expand(knowledge.shape[0], -1, -1)
+        k_tokens = self.word_embedding(knowledge).to(memory.dtype)
+        image_keep = torch.ones(memory.shape[:2], dtype=torch.bool, device=memory.device)
+        return DecoderContext(torch.cat([memory, k_tokens], 1),
+                              torch.cat([pos, k_pos.to(pos.dtype)], 1),
+                              mask=torch.cat([image_keep, keep], 1))
 
     # -- decoder ---------------------------------------------------------------------------
     def _embed_tokens(self, tokens: torch.Tensor, start: int) -> torch.Tensor:
@@ -128,31 +195,29 @@ class EKAGenerator(nn.Module):
     def forward(self, images: torch.Tensor, tokens: torch.Tensor,
                 knowledge: torch.Tensor | None = None) -> torch.Tensor:
         """Teacher forcing: logits ``(B, T, vocab)`` for every position of ``tokens``."""
-        memory, memory_pos = self.encode(images)
-        return self.decode(memory, memory_pos, tokens, knowledge)
+        return self.decode(self.context(images, knowledge, tokens.shape[1]), tokens)
 
-    def decode(self, memory: torch.Tensor, memory_pos: torch.Tensor, tokens: torch.Tensor,
-               knowledge: torch.Tensor | None) -> torch.Tensor:
-        k = self.embed_knowledge(knowledge, tokens.shape[1])
+    def decode(self, context: DecoderContext, tokens: torch.Tensor) -> torch.Tensor:
+        """Logits for every position of ``tokens`` (the whole prefix, no cache)."""
+        k = None if context.aligned is None else context.aligned[:, : tokens.shape[1]]
         x = self._embed_tokens(tokens, 0)
         pad_mask = tokens == self.pad_id
         for layer in self.decoder:
-            x = layer(x, memory, memory_pos, k, pad_mask)
+            x = layer(x, context.memory, context.pos, context.mask, k, pad_mask)
         return self.head(self.decoder_norm(x))
 
     def new_cache(self) -> DecoderCache:
         return DecoderCache([LayerCache() for _ in self.decoder])
 
-    def step(self, memory: torch.Tensor, memory_pos: torch.Tensor, token: torch.Tensor,
-             position: int, knowledge_embedded: torch.Tensor | None,
+    def step(self, context: DecoderContext, token: torch.Tensor, position: int,
              cache: DecoderCache) -> torch.Tensor:
         """One incremental decoding step: ``token (B,)`` at ``position`` -> logits ``(B, V)``."""
         x = self._embed_tokens(token[:, None], position)
         k = None
-        if knowledge_embedded is not None:
-            k = knowledge_embedded[:, position : position + 1]
+        if context.aligned is not None:
+            k = context.aligned[:, position : position + 1]
         for layer, layer_cache in zip(self.decoder, cache.layers, strict=True):
-            x = layer(x, memory, memory_pos, k, None, layer_cache)
+            x = layer(x, context.memory, context.pos, context.mask, k, None, layer_cache)
         return self.head(self.decoder_norm(x))[:, 0]
 
 

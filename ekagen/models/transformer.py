@@ -1,9 +1,11 @@
 """Pre-norm transformer encoder and decoder with EKAGen's IEK fusion and a KV cache.
 
-Written out rather than taken from ``nn.Transformer`` for two reasons: the decoder fuses the
-instance-level expert knowledge after *every* layer (h <- W3 [W1 h ; W2 K], separate
+Written out rather than taken from ``nn.Transformer`` for two reasons: the paper's decoder
+fuses the instance-level expert knowledge after *every* layer (h <- W3 [W1 h ; W2 K], separate
 projections per layer), and generation needs an incremental key/value cache so that decoding a
-report costs one new position per step instead of re-running the whole prefix.
+report costs one new position per step instead of re-running the whole prefix. Cross-attention
+takes a key mask because the ``memory`` form of fusion appends the (padded) knowledge tokens to
+the image memory.
 """
 
 from __future__ import annotations
@@ -113,8 +115,10 @@ class DecoderLayer(nn.Module):
         self.fusion = KnowledgeFusion(d_model) if knowledge else None
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor, memory_pos: torch.Tensor,
-                knowledge: torch.Tensor | None, pad_mask: torch.Tensor | None,
-                cache: LayerCache | None = None) -> torch.Tensor:
+                memory_mask: torch.Tensor | None, knowledge: torch.Tensor | None,
+                pad_mask: torch.Tensor | None, cache: LayerCache | None = None) -> torch.Tensor:
+        """``memory_mask`` (B, M) True = attend; ``knowledge`` (B, T, d) position-aligned
+        knowledge for the paper's fusion (None in the ``memory`` form or without knowledge)."""
         sa = self.self_attn
         h = self.norm1(x)
         q, k, v = sa.split(sa.q(h)), sa.split(sa.k(h)), sa.split(sa.v(h))
@@ -135,7 +139,8 @@ class DecoderLayer(nn.Module):
             mk, mv = ca.split(ca.k(memory + memory_pos)), ca.split(ca.v(memory))
             if cache is not None:
                 cache.cross_k, cache.cross_v = mk, mv
-        x = x + self.drop(ca.attend(ca.split(ca.q(h)), mk, mv))
+        cross_mask = None if memory_mask is None else memory_mask[:, None, None, :]
+        x = x + self.drop(ca.attend(ca.split(ca.q(h)), mk, mv, mask=cross_mask))
         x = x + self.drop(self.ffn(self.norm3(x)))
         if self.fusion is not None and knowledge is not None:
             x = self.fusion(x, knowledge)

@@ -12,11 +12,11 @@ from ekagen.models.generator import GeneratorConfig, build_generator
 BOS, EOS = 1, 2
 
 
-@pytest.fixture(scope="module")
-def model():
+@pytest.fixture(scope="module", params=["paper", "memory"])
+def model(request):
     torch.manual_seed(0)
     cfg = GeneratorConfig(d_model=32, encoder_layers=1, decoder_layers=2, heads=4, ffn=64,
-                          dropout=0.0, max_length=24)
+                          dropout=0.0, max_length=24, fusion=request.param)
     net = build_generator(cfg, vocab_size=12, views=2).eval()
     with torch.no_grad():  # make eos likely after a few steps so early stopping is exercised
         net.head[-1].bias[EOS] += 2.0
@@ -25,8 +25,9 @@ def model():
 
 def _inputs(batch=5):
     g = torch.Generator().manual_seed(1)
-    return torch.randn(batch, 2, 32, 32, generator=g), torch.randint(0, 12, (batch, 9),
-                                                                      generator=g)
+    knowledge = torch.randint(3, 12, (batch, 9), generator=g)
+    knowledge[1:, 6:] = 0  # padded knowledge, as the IEK lookup pads shorter reports
+    return torch.randn(batch, 2, 32, 32, generator=g), knowledge
 
 
 def test_cached_and_uncached_decoding_give_identical_tokens(model):
@@ -47,12 +48,11 @@ def test_beam_search_scores_at_least_greedy(model):
     images, knowledge = _inputs(3)
 
     def logprob(seqs):
-        memory, pos = model.encode(images)
+        context = model.context(images, knowledge, 8)
         total = []
         for i, seq in enumerate(seqs):
             tokens = torch.tensor([[BOS, *seq]])
-            logits = model.decode(memory[i : i + 1], pos[i : i + 1], tokens[:, :-1],
-                                  knowledge[i : i + 1])
+            logits = model.decode(context.select(torch.tensor([i])), tokens[:, :-1])
             lp = torch.log_softmax(logits, -1)[0, torch.arange(len(seq)), tokens[0, 1:]]
             total.append(float(lp.sum()))
         return total

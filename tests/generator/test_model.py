@@ -7,22 +7,27 @@ TINY = dict(d_model=32, encoder_layers=1, decoder_layers=2, heads=4, ffn=64, dro
             max_length=16)
 
 
+@pytest.mark.parametrize("fusion", ["paper", "memory"])
 @pytest.mark.parametrize("knowledge", [True, False])
-def test_forward_shapes_with_and_without_knowledge(knowledge):
-    model = build_generator(GeneratorConfig(**TINY, knowledge=knowledge), vocab_size=30, views=2)
+def test_forward_shapes_with_and_without_knowledge(knowledge, fusion):
+    model = build_generator(GeneratorConfig(**TINY, knowledge=knowledge, fusion=fusion),
+                            vocab_size=30, views=2)
     images, tokens = torch.randn(3, 2, 32, 32), torch.randint(0, 30, (3, 10))
     logits = model(images, tokens, torch.randint(0, 30, (3, 16)))
     assert logits.shape == (3, 10, 30)
     has_fusion = any(layer.fusion is not None for layer in model.decoder)
-    assert has_fusion is knowledge
+    assert has_fusion is (knowledge and fusion == "paper")
+    assert (model.knowledge_source is not None) is (knowledge and fusion == "memory")
 
 
-def test_knowledge_changes_the_output_only_when_enabled():
+@pytest.mark.parametrize("fusion", ["paper", "memory"])
+def test_knowledge_changes_the_output_only_when_enabled(fusion):
     torch.manual_seed(0)
     images, tokens = torch.randn(2, 1, 32, 32), torch.randint(3, 30, (2, 8))
     k1, k2 = torch.randint(3, 30, (2, 16)), torch.randint(3, 30, (2, 16))
     for enabled in (True, False):
-        model = build_generator(GeneratorConfig(**TINY, knowledge=enabled), 30, views=1).eval()
+        cfg = GeneratorConfig(**TINY, knowledge=enabled, fusion=fusion)
+        model = build_generator(cfg, 30, views=1).eval()
         with torch.no_grad():
             differs = not torch.allclose(model(images, tokens, k1), model(images, tokens, k2))
         assert differs is enabled
@@ -48,5 +53,36 @@ def test_padding_does_not_leak_into_earlier_positions():
 
 def test_paper_preset():
     cfg = GeneratorConfig.paper()
-    assert (cfg.backbone, cfg.encoder_layers, cfg.decoder_layers, cfg.ffn) == \
-        ("resnet101", 6, 6, 2048)
+    assert (cfg.backbone, cfg.encoder_layers, cfg.decoder_layers, cfg.ffn, cfg.fusion) == \
+        ("resnet101", 6, 6, 2048, "paper")
+
+
+def test_fusion_forms_differ_in_what_position_zero_can_see():
+    """The paper's per-position fusion hides knowledge beyond t from position t (causal);
+    the memory form lets the first position read the whole knowledge report."""
+    torch.manual_seed(0)
+    images, tokens = torch.randn(1, 1, 32, 32), torch.tensor([[1, 5, 6, 7]])
+    early = torch.tensor([[4, 9, 9, 9, 9, 9, 2]])
+    late = torch.tensor([[4, 9, 9, 9, 9, 11, 2]])  # differs only at position 5
+    for fusion, first_changes in (("paper", False), ("memory", True)):
+        model = build_generator(GeneratorConfig(**TINY, fusion=fusion), 30, views=1).eval()
+        with torch.no_grad():
+            a, b = model(images, tokens, early), model(images, tokens, late)
+        assert (not torch.allclose(a[:, 0], b[:, 0])) is first_changes, fusion
+
+
+def test_memory_fusion_ignores_knowledge_padding():
+    torch.manual_seed(0)
+    model = build_generator(GeneratorConfig(**TINY, fusion="memory"), 30, views=1).eval()
+    assert all(layer.fusion is None for layer in model.decoder)
+    images, tokens = torch.randn(2, 1, 32, 32), torch.tensor([[1, 5, 6], [1, 7, 8]])
+    knowledge = torch.tensor([[4, 9, 2, 0, 0], [4, 9, 10, 11, 2]])
+    with torch.no_grad():
+        both = model(images, tokens, knowledge)
+        alone = model(images[:1], tokens[:1], knowledge[:1, :3])  # no padding at all
+    assert torch.allclose(both[:1], alone, atol=1e-5)
+
+
+def test_unknown_fusion_is_an_error():
+    with pytest.raises(ValueError, match="model.fusion"):
+        GeneratorConfig(fusion="concat")

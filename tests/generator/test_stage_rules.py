@@ -2,6 +2,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from ekagen.config import GidConfig
 from ekagen.evaluation.run import score_systems
@@ -30,3 +31,58 @@ def test_evaluation_fails_loudly_when_a_study_is_missing():
     flat, per_class, labels = score_systems({"ekagen": refs}, refs, meteor=False)
     assert flat["test_studies"] == 3 and flat["ekagen.bleu4"] == pytest.approx(1.0, abs=1e-6)
     assert np.array_equal(labels["ekagen"], labels["reference"])
+
+
+def test_student_starts_from_the_teacher_only_when_shapes_match():
+    from ekagen.models.generator import GeneratorConfig, build_generator
+    from stages.train import start_from_teacher
+
+    tiny = dict(d_model=32, encoder_layers=1, decoder_layers=1, heads=4, ffn=64, max_length=16)
+    torch.manual_seed(0)
+    teacher = build_generator(GeneratorConfig(**tiny, fusion="memory"), 20, views=1)
+    student = build_generator(GeneratorConfig(**tiny, fusion="memory"), 20, views=1)
+    start_from_teacher(student, teacher, Path("data/gid/r0"))
+    assert all(torch.equal(a, b) for a, b in zip(student.state_dict().values(),
+                                                 teacher.state_dict().values(), strict=True))
+    other = build_generator(GeneratorConfig(**tiny, fusion="paper"), 20, views=1)
+    with pytest.raises(ValueError, match="data/gid/r0.*architecture"):
+        start_from_teacher(other, teacher, Path("data/gid/r0"))
+    with pytest.raises(ValueError, match="student_init"):
+        GidConfig(student_init="random")
+
+
+def test_cosine_schedule_decays_to_zero_over_the_round_and_step_is_per_epoch():
+    from ekagen.config import TrainConfig
+    from ekagen.generation.train import scheduler_factory
+
+    param = torch.nn.Parameter(torch.zeros(1))
+    make, interval = scheduler_factory(TrainConfig(lr=1.0, scheduler="cosine"), epochs=2)
+    opt = torch.optim.SGD([param], lr=1.0)
+    sched = make(opt, 5)  # 5 batches an epoch, 2 epochs
+    rates = []
+    for _ in range(10):
+        opt.step()
+        sched.step()
+        rates.append(opt.param_groups[0]["lr"])
+    assert interval == "step" and rates[4] == pytest.approx(0.5) and rates[-1] == pytest.approx(0)
+    assert scheduler_factory(TrainConfig(scheduler="step"), 2)[1] == "epoch"
+    with pytest.raises(ValueError, match="train.scheduler"):
+        scheduler_factory(TrainConfig(scheduler="linear"), 2)
+
+
+def test_generator_folders_saved_before_fusion_existed_load_as_paper(tmp_path):
+    import json
+
+    from ekagen.data.vocab import Vocabulary
+    from ekagen.generation.checkpoint import load_generator, save_generator
+    from ekagen.models.generator import GeneratorConfig, build_generator
+
+    tiny = dict(d_model=32, encoder_layers=1, decoder_layers=1, heads=4, ffn=64, max_length=16)
+    vocab = Vocabulary.build(["the heart is normal ."], 1, 16)
+    model = build_generator(GeneratorConfig(**tiny, fusion="paper"), len(vocab), views=1)
+    save_generator(model, tmp_path, vocab, {})
+    config = json.loads((tmp_path / "model.json").read_text())
+    del config["model"]["fusion"]
+    (tmp_path / "model.json").write_text(json.dumps(config))
+    loaded, _, _ = load_generator(tmp_path)
+    assert loaded.cfg.fusion == "paper"
