@@ -3,7 +3,9 @@
 Round 0 trains with cross-entropy alone. Round k freezes round k-1's best model as the
 teacher and adds ``delta * T^2 * KL(teacher/T || student/T)``; the teacher sees the plain
 image and the student the ADM image, as in the paper's figure (``gid.swap_views`` reproduces
-the authors' code, which swapped them). Model selection uses greedy decodes of validation.
+the authors' code, which swapped them). The student starts from the teacher's weights
+(``gid.student_init``, set by the train stage), so the rounds keep improving one model, the
+paper's "iteratively optimized". Model selection uses greedy decodes of validation.
 """
 
 from __future__ import annotations
@@ -219,6 +221,7 @@ def train_round(model: EKAGenerator, data: dict[str, ReportStudies], val_referen
     engine_cfg = EngineConfig(
         scheduler_interval=interval, epochs=cfg.epochs, batch_size=cfg.batch_size,
         monitor=f"val_{cfg.select_metric}", mode="max", patience=cfg.patience,
+        later_ties=True,  # CE of greedy templates plateaus; a tie keeps the more trained model
         grad_clip=cfg.grad_clip, device=cfg.device, amp=cfg.amp, seed=seed,
         num_workers=cfg.workers, checkpoint_dir=checkpoint_dir, fingerprint=fingerprint,
         progress=progress, desc="train generator")

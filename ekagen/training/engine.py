@@ -91,6 +91,7 @@ class EngineConfig:
     monitor: str = "train_loss"  # a key of the epoch record (train_loss or from evaluate)
     mode: str = "min"  # min | max: which direction of ``monitor`` is better
     patience: int = 0  # stop after this many epochs without improvement; 0 = never
+    later_ties: bool = False  # a tie with the best goes to the later (more trained) epoch
     grad_clip: float = 0.0  # max gradient norm; 0 = off
     device: str = "auto"  # auto | cpu | cuda | cuda:<i>
     amp: bool = True  # bf16 autocast on GPU (ignored on CPU)
@@ -143,12 +144,14 @@ def _seed_worker(worker_id: int) -> None:
     random.seed(seed)
 
 
-def _is_better(value: float, best: float | None, mode: str) -> bool:
+def _is_better(value: float, best: float | None, mode: str, later_ties: bool = False) -> bool:
     if best is None:
         return True
     if math.isnan(value):
         return False
     if math.isnan(best):
+        return True
+    if later_ties and value == best:
         return True
     return value > best if mode == "max" else value < best
 
@@ -400,7 +403,7 @@ class Trainer:
                 raise KeyError(f"monitor {cfg.monitor!r} is not in the epoch record; available: "
                                f"{sorted(record)}")
             value = float(record[cfg.monitor])
-            if _is_better(value, self.best_metric, cfg.mode):
+            if _is_better(value, self.best_metric, cfg.mode, cfg.later_ties):
                 self.best_metric, self.best_epoch = value, epoch
                 self._keep_best(epoch)
             record["best_epoch"] = self.best_epoch

@@ -127,6 +127,15 @@ def test_best_epoch_selected_and_restored(tmp_path):
         torch.testing.assert_close(a, b)
 
 
+@pytest.mark.parametrize("later_ties, best", [(False, 1), (True, 3)])
+def test_ties_go_to_the_earlier_epoch_unless_later_ties(later_ties, best):
+    scores = iter([0.7, 0.7, 0.7])
+    result = fit(toy_model(), ToyData(), mse_step, sgd,
+                 _config(None, monitor="val_score", mode="max", later_ties=later_ties),
+                 evaluate=lambda model: {"val_score": next(scores)})
+    assert result.best_epoch == best
+
+
 def test_early_stopping(tmp_path):
     result = fit(toy_model(), ToyData(), mse_step, sgd,
                  _config(None, epochs=10, monitor="val_score", mode="max", patience=2),
