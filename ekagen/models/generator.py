@@ -174,7 +174,8 @@ class EKAGenerator(nn.Module):
         if not self.knowledge_in_memory or knowledge is None:
             return DecoderContext(memory, pos, aligned=self.embed_knowledge(knowledge, length))
         keep = knowledge != self.pad_id
-        used = max(int(keep.sum(1).max()), 1)  # trailing padding of the whole batch dropped
+        columns = keep.any(0).nonzero()  # columns after the batch's last real token dropped
+        used = int(columns.max()) + 1 if len(columns) else 1
         knowledge, keep = knowledge[:, :used], keep[:, :used]
         k_pos = self.position_embedding(torch.arange(used, device=knowledge.device))
         k_pos = (k_pos + self.knowledge_source)[None].expand(knowledge.shape[0], -1, -1)
