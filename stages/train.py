@@ -60,11 +60,11 @@ def backbone_weights(cfg: GeneratorConfig, classifier_dir: Path) -> GeneratorCon
 def start_from_teacher(model, teacher, teacher_dir: Path) -> None:
     """GID's iterative optimisation: the student of round k starts from round k-1's weights
     and goes on learning under its distillation (``gid.student_init: teacher``)."""
-    mine, theirs = model.state_dict(), teacher.state_dict()
-    if mine.keys() != theirs.keys() or any(mine[k].shape != theirs[k].shape for k in mine):
+    try:  # strict loading already checks that every key and shape matches
+        model.load_state_dict(teacher.state_dict())
+    except RuntimeError as exc:
         raise ValueError(f"{teacher_dir}: the teacher's architecture differs from params.yaml "
-                         "model; rerun its round or set gid.student_init: scratch")
-    model.load_state_dict(theirs)
+                         "model; rerun its round or set gid.student_init: scratch") from exc
 
 
 def write_curve(history: list[dict], path: Path) -> None:
