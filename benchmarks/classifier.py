@@ -1,10 +1,13 @@
 """Classifier training throughput on CPU: prints JSON with images per second.
 
     python benchmarks/classifier.py [--backbone resnet18] [--size 128] [--batch 32]
-        [--steps 5] [--warmup 2] [--prepared data/prepared]
+        [--steps 5] [--warmup 2] [--rounds 2] [--prepared data/prepared]
 
 Runs the real training step (DiagnosisBot forward, masked BCE, backward, AdamW step) on
-synthetic images, or on the first images of a prepared cache when ``--prepared`` is given.
+synthetic images, or on the first images of a prepared cache when ``--prepared`` is given,
+in fp32 and, where the CPU has native bf16 (what ``amp: true`` then uses), under bf16
+autocast: the two alternate ``--rounds`` times in one run so that both see the same machine
+load, and the JSON gives their ratio.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import torch
 
 from ekagen.diagnosis.train import classifier_loss
 from ekagen.models.classifier import build_classifier
+from ekagen.training.engine import bf16_supported
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -28,6 +32,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=2, help="alternations of fp32 and bf16")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     parser.add_argument("--prepared", default="", help="use images from this prepared folder")
     args = parser.parse_args(argv)
@@ -47,17 +52,26 @@ def main(argv: list[str] | None = None) -> dict:
     model = build_classifier(args.backbone).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
-    def step() -> None:
+    def step(bf16: bool) -> None:
         optimizer.zero_grad(set_to_none=True)
-        classifier_loss(model(images), targets, weights).backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(images)
+        classifier_loss(logits, targets, weights).backward()
         optimizer.step()
 
-    for _ in range(args.warmup):
-        step()
-    started = time.perf_counter()
-    for _ in range(args.steps):
-        step()
-    seconds = time.perf_counter() - started
+    modes = [False, True] if bf16_supported(torch.device("cpu")) else [False]
+    spent = dict.fromkeys(modes, 0.0)
+    for bf16 in modes:
+        for _ in range(args.warmup):
+            step(bf16)
+    for _ in range(args.rounds):
+        for bf16 in modes:
+            started = time.perf_counter()
+            for _ in range(args.steps):
+                step(bf16)
+            spent[bf16] += time.perf_counter() - started
+    done = args.rounds * args.steps * len(images)
+    seconds = spent[False] / args.rounds
     with torch.no_grad():
         model.eval()
         started = time.perf_counter()
@@ -68,8 +82,11 @@ def main(argv: list[str] | None = None) -> dict:
         "benchmark": "classifier_train", "device": "cpu", "torch_threads": torch.get_num_threads(),
         "backbone": args.backbone, "image_size": int(images.shape[-1]), "batch": len(images),
         "steps": args.steps, "source": source,
-        "train_images_per_second": round(args.steps * len(images) / seconds, 2),
+        "train_images_per_second": round(done / spent[False], 2),
         "seconds_per_step": round(seconds / args.steps, 4),
+        "bf16_native": True in spent,
+        "bf16_train_images_per_second": round(done / spent[True], 2) if True in spent else None,
+        "bf16_speedup": round(spent[False] / spent[True], 3) if True in spent else None,
         "inference_images_per_second": round(args.steps * len(images) / infer, 2),
     }
     print(json.dumps(result))

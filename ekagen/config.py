@@ -198,7 +198,7 @@ class ClassifierConfig:
     threshold: str = "youden"  # youden | f1 | fixed:<value>, chosen per class on validation
     patience: int = 0  # early stop after this many epochs without improvement; 0 = off
     device: str = "auto"  # auto | cpu | cuda | cuda:<i>
-    amp: bool = True  # bf16 autocast (GPU only; ignored on CPU)
+    amp: bool = True  # bf16 autocast on a GPU or a CPU with native bf16 (AVX512-BF16, AMX)
     workers: int = 2  # DataLoader worker processes
     eval_batch_size: int = 64
 
@@ -231,7 +231,7 @@ class TrainConfig:
     grad_clip: float = 0.1  # paper: 0.1
     label_smoothing: float = 0.0
     device: str = "auto"
-    amp: bool = True  # bf16 autocast on GPU
+    amp: bool = True  # bf16 autocast on a GPU or a CPU with native bf16 (AVX512-BF16, AMX)
     workers: int = 0
     patience: int = 0
     select_metric: str = "ce_micro_f1"  # ce_micro_f1 | bleu4, on greedy decodes of validation

@@ -13,12 +13,14 @@ import torch
 
 from ekagen.training import EngineConfig, NonFiniteLossError, Trainer, fit
 from ekagen.training.checkpoint import capture_rng, load_checkpoint, restore_rng
+from ekagen.training.engine import bf16_supported
 from tests.training.toy import ToyData, mse_step, sgd, step_lr, toy_model
 
 
 def _config(tmp: Path | None, **kw) -> EngineConfig:
+    # fp32: these tests compare runs numerically; bf16 autocast has its own test
     base = dict(epochs=3, batch_size=8, device="cpu", progress=False, seed=7,
-                checkpoint_dir=tmp, fingerprint="toy")
+                checkpoint_dir=tmp, fingerprint="toy", amp=False)
     base.update(kw)
     return EngineConfig(**base)
 
@@ -160,6 +162,30 @@ def test_unknown_monitor_and_bad_batch_are_errors():
         fit(toy_model(), ToyData(), mse_step, sgd, _config(None, monitor="val_nope"))
     with pytest.raises(ValueError, match="no training batch"):
         fit(toy_model(), ToyData(n=4), mse_step, sgd, _config(None, drop_last=True))
+
+
+@pytest.mark.parametrize("amp", [True, False])
+def test_amp_autocasts_cpu_steps_only_where_bf16_is_native(amp):
+    seen: list[tuple[bool, torch.dtype]] = []
+
+    def step(model, batch):
+        seen.append((torch.is_autocast_enabled("cpu"), model(batch["x"]).dtype))
+        return mse_step(model, batch)
+
+    result = fit(toy_model(), ToyData(), step, sgd, _config(None, epochs=1, amp=amp))
+    native = amp and bf16_supported(torch.device("cpu"))
+    assert seen and all(s == (native, torch.bfloat16 if native else torch.float32)
+                        for s in seen)
+    assert math.isfinite(result.history[0]["train_loss"])
+    # the weights themselves stay fp32 either way
+    assert all(p.dtype == torch.float32 for p in result.model.parameters())
+
+
+def test_bf16_support_by_device():
+    assert bf16_supported(torch.device("meta")) is False
+    cpu = bf16_supported(torch.device("cpu"))
+    assert cpu == bool(torch.backends.mkldnn.is_available()
+                       and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def test_grad_clip_limits_update():
