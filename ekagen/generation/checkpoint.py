@@ -55,8 +55,8 @@ def load_generator(model_dir: str | Path, map_location: str | torch.device = "cp
     weights = model_dir / config.get("weights", MODEL_FILE)
     if not weights.is_file():
         raise FileNotFoundError(f"{model_dir}: incomplete generator folder, {weights.name} missing")
-    # folders saved before ``model.fusion`` existed hold the paper's per-layer fusion
-    cfg = GeneratorConfig(**{"fusion": "paper", **config["model"]})
+    # folders saved before ``model.fusion`` / ``model.copy`` existed: per-layer fusion, no copy
+    cfg = GeneratorConfig(**{"fusion": "paper", "copy": False, **config["model"]})
     model = build_generator(cfg, int(config["vocab_size"]), int(config["views"]),
                             int(config["pad_id"]), state_follows=True)
     model.load_state_dict(load_file(str(weights)))

@@ -11,11 +11,20 @@ Knowledge reaches the decoder in one of two forms (``model.fusion``):
 * ``memory``: the knowledge report's tokens (word + position + a "knowledge" source
   embedding) join the image features as cross-attention memory, so every position reads the
   whole knowledge report.
+
+With ``model.copy`` (pointer-generator, See et al. 2017) the output distribution is a learned
+mixture g_t p_vocab + (1 - g_t) p_copy, where p_copy spreads a single-head attention over the
+knowledge report's tokens onto their vocabulary ids. The knowledge report is a fluent report
+of the diagnosed findings, and copying a token of it is one decision instead of a phrase the
+decoder must first learn to produce. (On the default data it has not yet measured better; see
+the README.) The model then returns log-probabilities, still valid logits for every
+consumer: softmax, argmax, cross-entropy.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, replace
 
 import torch
@@ -46,6 +55,7 @@ class GeneratorConfig:
     max_length: int = 128  # tokens incl. bos/eos; also the knowledge length
     knowledge: bool = True  # IEK fusion; false = plain encoder-decoder (ablation)
     fusion: str = "memory"  # memory: knowledge tokens attended | paper: W3[W1 h; W2 K] per layer
+    copy: bool = False  # pointer-generator over the knowledge tokens (only with knowledge)
 
     def __post_init__(self) -> None:
         if self.fusion not in FUSIONS:
@@ -67,13 +77,18 @@ class DecoderContext:
     """Everything the decoder reads besides its own tokens, computed once per image batch.
 
     ``memory`` (B, M, d) with key positions ``pos``; ``mask`` (B, M) True = attend (None: all
-    of it); ``aligned`` (B, L, d) the position-aligned knowledge of the paper's fusion.
+    of it); ``aligned`` (B, L, d) the position-aligned knowledge of the paper's fusion;
+    ``copy_ids`` (B, K) the knowledge tokens the copy mechanism points at, ``copy_keys``
+    (B, K, d) their pointer keys and ``copy_mask`` (B, K) True = a real token (not padding).
     """
 
     memory: torch.Tensor
     pos: torch.Tensor
     mask: torch.Tensor | None = None
     aligned: torch.Tensor | None = None
+    copy_ids: torch.Tensor | None = None
+    copy_keys: torch.Tensor | None = None
+    copy_mask: torch.Tensor | None = None
 
     def select(self, index: torch.Tensor) -> DecoderContext:
         """Rows ``index`` of the batch (finished reports leave; beams repeat a study)."""
@@ -81,7 +96,8 @@ class DecoderContext:
             return None if t is None else t.index_select(0, index)
 
         return replace(self, memory=pick(self.memory), pos=pick(self.pos), mask=pick(self.mask),
-                       aligned=pick(self.aligned))
+                       aligned=pick(self.aligned), copy_ids=pick(self.copy_ids),
+                       copy_keys=pick(self.copy_keys), copy_mask=pick(self.copy_mask))
 
 
 class EKAGenerator(nn.Module):
@@ -109,6 +125,10 @@ class EKAGenerator(nn.Module):
                                  else None)
         self.decoder_norm = nn.LayerNorm(d)
         self.head = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, vocab_size))
+        if self.copies:
+            self.copy_query = nn.Linear(d, d)
+            self.copy_key = nn.Linear(d, d)
+            self.copy_gate = nn.Linear(d, 1)  # g_t: probability of generating from the vocab
         self.embedding_dropout = nn.Dropout(cfg.dropout)
 
     # -- encoder ---------------------------------------------------------------------------
@@ -152,6 +172,10 @@ class EKAGenerator(nn.Module):
     def knowledge_in_memory(self) -> bool:
         return self.cfg.knowledge and self.cfg.fusion == "memory"
 
+    @property
+    def copies(self) -> bool:
+        return self.cfg.knowledge and self.cfg.copy
+
     def embed_knowledge(self, knowledge: torch.Tensor | None, length: int) -> torch.Tensor | None:
         """IEK token ids ``(B, Lk)`` embedded with the generator's own word embedding, aligned
         with report positions for the paper's fusion (None in the memory form).
@@ -171,19 +195,45 @@ class EKAGenerator(nn.Module):
         """Encode the images once and attach the knowledge in the configured form; ``length``
         is the number of report positions the paper's fusion must cover."""
         memory, pos = self.encode(images)
-        if not self.knowledge_in_memory or knowledge is None:
-            return DecoderContext(memory, pos, aligned=self.embed_knowledge(knowledge, length))
+        if knowledge is None or not self.cfg.knowledge:
+            return DecoderContext(memory, pos)
+        context = DecoderContext(memory, pos, aligned=self.embed_knowledge(knowledge, length))
         keep = knowledge != self.pad_id
         columns = keep.any(0).nonzero()  # columns after the batch's last real token dropped
         used = int(columns.max()) + 1 if len(columns) else 1
         knowledge, keep = knowledge[:, :used], keep[:, :used]
         k_pos = self.position_embedding(torch.arange(used, device=knowledge.device))
+        k_words = self.word_embedding(knowledge)
+        if self.copies:
+            context = replace(context, copy_ids=knowledge, copy_mask=keep,
+                              copy_keys=self.copy_key(k_words + k_pos[None]))
+        if not self.knowledge_in_memory:
+            return context
         k_pos = (k_pos + self.knowledge_source)[None].expand(knowledge.shape[0], -1, -1)
-        k_tokens = self.word_embedding(knowledge).to(memory.dtype)
         image_keep = torch.ones(memory.shape[:2], dtype=torch.bool, device=memory.device)
-        return DecoderContext(torch.cat([memory, k_tokens], 1),
-                              torch.cat([pos, k_pos.to(pos.dtype)], 1),
-                              mask=torch.cat([image_keep, keep], 1))
+        return replace(context, memory=torch.cat([memory, k_words.to(memory.dtype)], 1),
+                       pos=torch.cat([pos, k_pos.to(pos.dtype)], 1),
+                       mask=torch.cat([image_keep, keep], 1))
+
+    def output(self, hidden: torch.Tensor, context: DecoderContext) -> torch.Tensor:
+        """Decoder states ``(B, T, d)`` -> scores over the vocabulary ``(B, T, V)``: logits,
+        or with the copy mechanism the log of g p_vocab + (1 - g) p_copy (fp32)."""
+        logits = self.head(hidden)
+        if context.copy_ids is None or context.copy_keys is None or context.copy_mask is None:
+            return logits
+        scores = self.copy_query(hidden) @ context.copy_keys.transpose(1, 2)
+        scores = scores.float() / math.sqrt(hidden.shape[-1])
+        valid = context.copy_mask[:, None, :]
+        pointer = torch.softmax(scores.masked_fill(~valid, float("-inf")), dim=-1)
+        has_knowledge = valid.any(-1, keepdim=True)  # (B, 1, 1): a row may hold only padding
+        pointer = torch.where(has_knowledge, pointer, torch.zeros_like(pointer))
+        ids = context.copy_ids[:, None, :].expand(-1, hidden.shape[1], -1)
+        p_copy = torch.zeros(logits.shape, dtype=torch.float32, device=logits.device)
+        p_copy.scatter_add_(2, ids, pointer)
+        gate = torch.sigmoid(self.copy_gate(hidden).float())
+        gate = torch.where(has_knowledge, gate, torch.ones_like(gate))
+        mixed = gate * torch.softmax(logits.float(), dim=-1) + (1.0 - gate) * p_copy
+        return torch.log(mixed.clamp_min(1e-12))
 
     # -- decoder ---------------------------------------------------------------------------
     def _embed_tokens(self, tokens: torch.Tensor, start: int) -> torch.Tensor:
@@ -205,7 +255,7 @@ class EKAGenerator(nn.Module):
         pad_mask = tokens == self.pad_id
         for layer in self.decoder:
             x = layer(x, context.memory, context.pos, context.mask, k, pad_mask)
-        return self.head(self.decoder_norm(x))
+        return self.output(self.decoder_norm(x), context)
 
     def new_cache(self) -> DecoderCache:
         return DecoderCache([LayerCache() for _ in self.decoder])
@@ -219,7 +269,7 @@ class EKAGenerator(nn.Module):
             k = context.aligned[:, position : position + 1]
         for layer, layer_cache in zip(self.decoder, cache.layers, strict=True):
             x = layer(x, context.memory, context.pos, context.mask, k, None, layer_cache)
-        return self.head(self.decoder_norm(x))[:, 0]
+        return self.output(self.decoder_norm(x), context)[:, 0]
 
 
 def build_generator(cfg: GeneratorConfig, vocab_size: int, views: int, pad_id: int = 0,

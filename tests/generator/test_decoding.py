@@ -12,11 +12,13 @@ from ekagen.models.generator import GeneratorConfig, build_generator
 BOS, EOS = 1, 2
 
 
-@pytest.fixture(scope="module", params=["paper", "memory"])
+@pytest.fixture(scope="module", params=[("paper", False), ("memory", False), ("paper", True),
+                                        ("memory", True)], ids=lambda p: f"{p[0]}-copy{p[1]}")
 def model(request):
     torch.manual_seed(0)
+    fusion, copy = request.param
     cfg = GeneratorConfig(d_model=32, encoder_layers=1, decoder_layers=2, heads=4, ffn=64,
-                          dropout=0.0, max_length=24, fusion=request.param)
+                          dropout=0.0, max_length=24, fusion=fusion, copy=copy)
     net = build_generator(cfg, vocab_size=12, views=2).eval()
     with torch.no_grad():  # make eos likely after a few steps so early stopping is exercised
         net.head[-1].bias[EOS] += 2.0

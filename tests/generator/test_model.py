@@ -83,6 +83,39 @@ def test_memory_fusion_ignores_knowledge_padding():
     assert torch.allclose(both[:1], alone, atol=1e-5)
 
 
+@pytest.mark.parametrize("fusion", ["paper", "memory"])
+def test_copy_output_is_a_distribution_that_pads_never_receive(fusion):
+    torch.manual_seed(0)
+    model = build_generator(GeneratorConfig(**TINY, fusion=fusion, copy=True), 30, views=1).eval()
+    images, tokens = torch.randn(2, 1, 32, 32), torch.tensor([[1, 5, 6], [1, 7, 8]])
+    knowledge = torch.tensor([[1, 9, 9, 12, 2, 0], [1, 3, 4, 2, 0, 0]])
+    with torch.no_grad():
+        model.copy_gate.bias.fill_(-30.0)  # g ~ 0: the output is the pointer alone
+        logp = model(images, tokens, knowledge)
+    assert torch.allclose(logp.exp().sum(-1), torch.ones(2, 3), atol=1e-5)
+    p = logp.exp()
+    # all the mass lies on the row's knowledge tokens, none on padding (id 0) or other ids
+    for row in range(2):
+        ids = sorted(set(knowledge[row].tolist()) - {0})
+        assert p[row][:, ids].sum(-1).min() > 0.999
+        assert p[row][:, 0].max() < 1e-6
+    with torch.no_grad():
+        model.copy_query.weight.zero_(), model.copy_query.bias.zero_()
+        uniform = model(images, tokens, knowledge).exp()
+    # a flat pointer: a token's mass is its share of the real knowledge tokens (9 twice of 5)
+    assert torch.allclose(uniform[0, :, 9], torch.full((3,), 2 / 5), atol=1e-4)
+    assert torch.allclose(uniform[1, :, 3], torch.full((3,), 1 / 4), atol=1e-4)
+
+
+def test_copy_is_inactive_without_knowledge():
+    torch.manual_seed(0)
+    cfg = GeneratorConfig(**TINY, copy=True, knowledge=False)
+    model = build_generator(cfg, 30, views=1).eval()
+    assert not hasattr(model, "copy_gate")
+    out = model(torch.randn(1, 1, 32, 32), torch.tensor([[1, 5]]), torch.tensor([[1, 5, 2]]))
+    assert out.shape == (1, 2, 30)
+
+
 def test_unknown_fusion_is_an_error():
     with pytest.raises(ValueError, match="model.fusion"):
         GeneratorConfig(fusion="concat")

@@ -82,7 +82,27 @@ def test_generator_folders_saved_before_fusion_existed_load_as_paper(tmp_path):
     model = build_generator(GeneratorConfig(**tiny, fusion="paper"), len(vocab), views=1)
     save_generator(model, tmp_path, vocab, {})
     config = json.loads((tmp_path / "model.json").read_text())
-    del config["model"]["fusion"]
+    del config["model"]["fusion"], config["model"]["copy"]
     (tmp_path / "model.json").write_text(json.dumps(config))
     loaded, _, _ = load_generator(tmp_path)
-    assert loaded.cfg.fusion == "paper"
+    assert loaded.cfg.fusion == "paper" and loaded.cfg.copy is False
+
+
+def test_copy_model_round_trips_through_its_folder(tmp_path):
+    import torch
+
+    from ekagen.data.vocab import Vocabulary
+    from ekagen.generation.checkpoint import load_generator, save_generator
+    from ekagen.models.generator import GeneratorConfig, build_generator
+
+    tiny = dict(d_model=32, encoder_layers=1, decoder_layers=1, heads=4, ffn=64, max_length=16)
+    vocab = Vocabulary.build(["the heart is normal ."], 1, 16)
+    torch.manual_seed(0)
+    model = build_generator(GeneratorConfig(**tiny, copy=True), len(vocab), views=1).eval()
+    save_generator(model, tmp_path, vocab, {})
+    loaded, _, _ = load_generator(tmp_path)
+    assert loaded.cfg.copy is True
+    images, tokens = torch.rand(1, 1, 32, 32), torch.tensor([[1, 4, 5]])
+    knowledge = torch.tensor([[1, 4, 5, 6, 2]])
+    with torch.no_grad():
+        assert torch.allclose(model(images, tokens, knowledge), loaded(images, tokens, knowledge))
