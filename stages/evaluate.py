@@ -1,6 +1,8 @@
 """DVC stage ``evaluate``: the chosen round's model and two baselines on the whole test split.
 
-Writes metrics/eval.json (flat keys: ``ekagen.bleu4``, ``nearest_neighbour.ce_micro_f1``...),
+A fourth row, ``knowledge``, scores the IEK reports the diagnosis selects, unedited: the text
+the decoder reads, so the table shows what decoding adds to its knowledge. Writes
+metrics/eval.json (flat keys: ``ekagen.bleu4``, ``nearest_neighbour.ce_micro_f1``...),
 metrics/eval_per_class.json, a per-observation F1 table for ``dvc plots``, the generations and
 an HTML gallery. Any study that fails to decode fails the stage; nothing is skipped.
 """
@@ -91,11 +93,17 @@ def main(argv: Sequence[str] | None = None) -> dict:
         train_reports = studies["report"].iloc[train_rows].tolist()
         features = np.load(Path(args.adm) / FEATURES_FILE, mmap_mode="r")
         study_features = np.asarray(features, dtype=np.float32).mean(axis=1)
+        details = kb.lookup_details(predicted[test_rows])
+        rks_text = dict(zip(rks["report_id"], rks["report"], strict=False))
+        knowledge_text = [" ".join(rks_text[r] for r in d.report_ids) for d in details]
         systems = {
             "ekagen": generated,
             "most_frequent": [most_frequent_report(train_reports)] * len(test_rows),
             "nearest_neighbour": nearest_neighbour_reports(
                 study_features[train_rows], train_reports, study_features[test_rows]),
+            # not a baseline: the unedited IEK reports the decoder reads, so the table shows
+            # what decoding adds to (or loses from) its knowledge
+            "knowledge": knowledge_text,
         }
         flat, per_class, labels = score_systems(systems, references, cfg.meteor)
         if flat["test_studies"] != len(test_rows):
@@ -105,7 +113,6 @@ def main(argv: Sequence[str] | None = None) -> dict:
         write_f1_table(per_class, Path(args.f1_table))
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        details = kb.lookup_details(predicted[test_rows])
         pd.DataFrame({
             "id": studies["id"].iloc[test_rows].to_numpy(), "reference": references,
             "generated": generated, "most_frequent": systems["most_frequent"],
@@ -115,7 +122,6 @@ def main(argv: Sequence[str] | None = None) -> dict:
         }).to_parquet(out / "generations.parquet", index=False)
         gallery_rows = []
         gallery_dir = Path(args.gallery).with_suffix("")
-        rks_text = dict(zip(rks["report_id"], rks["report"], strict=False))
         picks = np.random.default_rng(params.get("seed", 42)).permutation(len(test_rows))
         for i in sorted(picks[: cfg.gallery_size]):
             row = int(test_rows[i])
@@ -128,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 "id": sid, "image": f"{gallery_dir.name}/{sid}_image.png",
                 "adm": f"{gallery_dir.name}/{sid}_adm.png",
                 "diagnosis": [o for o, p in zip(OBSERVATIONS, predicted[row], strict=True) if p],
-                "knowledge": " ".join(rks_text.get(r, "") for r in details[i].report_ids),
+                "knowledge": knowledge_text[i],
                 "knowledge_rule": f"{details[i].rule} {details[i].key}",
                 "generated": generated[i], "reference": references[i],
                 "generated_labels": both[0], "reference_labels": both[1]})

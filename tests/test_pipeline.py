@@ -59,7 +59,7 @@ def test_dvc_repro_runs_the_whole_dag_on_the_tiny_profile(tiny_repo):
     assert r1["teacher"] == "r0" and r1["epochs"] == 1
     evaluation = json.loads((root / "metrics/eval.json").read_text())
     assert evaluation["test_studies"] == 8
-    for system in ("ekagen", "most_frequent", "nearest_neighbour"):
+    for system in ("ekagen", "most_frequent", "nearest_neighbour", "knowledge"):
         for metric in ("bleu4", "meteor", "rouge_l", "cider", "ce_micro_f1", "ce_macro_f1",
                        "ce_example_f1"):
             assert 0.0 <= evaluation[f"{system}.{metric}"] <= 10.0
