@@ -242,6 +242,7 @@ class TrainConfig:
     beta: float = 1.0  # scale inside the mask (the authors' beta, unused in their code)
     knowledge_gt_fraction: float = 1.0  # share of training studies looking knowledge up by
     #                                     ground truth instead of the predicted diagnosis
+    findings_repeat: int = 1  # training studies with a finding appear this often per epoch
     cache_features_gb: float = 2.0  # frozen backbone: compute its features once if they fit
 
 

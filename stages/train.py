@@ -108,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     kb = KnowledgeBase.from_rks(rks, model_cfg.max_length,
                                 max_hamming=iek.hamming_limit)
     data = build_datasets(studies, images, packed, diagnosis, kb, vocab, model_cfg.max_length,
-                          cfg.knowledge_gt_fraction, seed)
+                          cfg.knowledge_gt_fraction, seed, findings_repeat=cfg.findings_repeat)
     val_refs = studies["report"].iloc[data["val"].rows].tolist()
     teacher = load_generator(gid_dir / teacher_key)[0] if teacher_key else None
     import torch

@@ -96,8 +96,16 @@ class ReportStudies(Dataset):
 def build_datasets(studies: pd.DataFrame, images: np.ndarray, packed: np.ndarray | None,
                    diagnosis: pd.DataFrame, kb: KnowledgeBase, vocab: Vocabulary,
                    max_length: int, gt_fraction: float, seed: int,
-                   splits: Sequence[str] = ("train", "val")) -> dict[str, ReportStudies]:
-    """Datasets per split, sharing the token and knowledge arrays of all studies."""
+                   splits: Sequence[str] = ("train", "val"),
+                   findings_repeat: int = 1) -> dict[str, ReportStudies]:
+    """Datasets per split, sharing the token and knowledge arrays of all studies.
+
+    ``findings_repeat`` > 1 lists each training study whose labels hold a finding (any
+    positive observation other than No Finding) that many times, so that the decoder sees
+    the rarer finding sentences as often as it needs to learn them.
+    """
+    if findings_repeat < 1:
+        raise ValueError(f"train.findings_repeat must be >= 1, got {findings_repeat}")
     if list(diagnosis["id"]) != list(studies["id"]):
         raise ValueError("data/adm diagnosis rows do not match data/prepared studies; rerun "
                          "`dvc repro adm`")
@@ -113,6 +121,10 @@ def build_datasets(studies: pd.DataFrame, images: np.ndarray, packed: np.ndarray
         rows = np.flatnonzero((studies["split"] == split).to_numpy())
         if not len(rows):
             raise ValueError(f"no {split!r} studies in data/prepared")
+        if split == "train" and findings_repeat > 1:
+            findings = [OBSERVATIONS.index(o) for o in OBSERVATIONS if o != "No Finding"]
+            has_finding = (truth[rows][:, findings] == 1).any(axis=1)
+            rows = np.sort(np.concatenate([rows] + [rows[has_finding]] * (findings_repeat - 1)))
         out[split] = ReportStudies(images, packed, rows, tokens, knowledge)
     return out
 

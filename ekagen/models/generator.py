@@ -198,6 +198,8 @@ class EKAGenerator(nn.Module):
         if knowledge is None or not self.cfg.knowledge:
             return DecoderContext(memory, pos)
         context = DecoderContext(memory, pos, aligned=self.embed_knowledge(knowledge, length))
+        if not (self.copies or self.knowledge_in_memory):
+            return context
         keep = knowledge != self.pad_id
         columns = keep.any(0).nonzero()  # columns after the batch's last real token dropped
         used = int(columns.max()) + 1 if len(columns) else 1

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -105,6 +107,22 @@ def test_copy_output_is_a_distribution_that_pads_never_receive(fusion):
     # a flat pointer: a token's mass is its share of the real knowledge tokens (9 twice of 5)
     assert torch.allclose(uniform[0, :, 9], torch.full((3,), 2 / 5), atol=1e-4)
     assert torch.allclose(uniform[1, :, 3], torch.full((3,), 1 / 4), atol=1e-4)
+
+
+def test_copy_with_padding_only_knowledge_falls_back_to_the_vocabulary():
+    torch.manual_seed(0)
+    model = build_generator(GeneratorConfig(**TINY, copy=True), 30, views=1)
+    images, tokens = torch.randn(2, 1, 32, 32), torch.tensor([[1, 5, 6], [1, 7, 8]])
+    knowledge = torch.tensor([[1, 9, 2], [0, 0, 0]])
+    logp = model(images, tokens, knowledge)
+    logp[:, :, 5].sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    assert torch.allclose(logp.exp().sum(-1), torch.ones(2, 3), atol=1e-5)
+    with torch.no_grad():  # the padding-only row is the plain vocabulary distribution
+        context = model.context(images, knowledge, 3)
+        plain = replace(context, copy_ids=None, copy_keys=None, copy_mask=None)
+        expected = torch.log_softmax(model.decode(plain, tokens)[1], -1)
+        assert torch.allclose(model.decode(context, tokens)[1], expected, atol=1e-5)
 
 
 def test_copy_is_inactive_without_knowledge():

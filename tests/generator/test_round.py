@@ -77,3 +77,39 @@ def test_teacher_round_adds_distillation_and_keeps_teacher_frozen(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(before, teacher.parameters(), strict=True))
     assert not any(p.requires_grad for p in teacher.parameters())
     assert result.best_epoch == 1
+
+
+def _tables():
+    import pandas as pd
+
+    from ekagen.knowledge.iek import KnowledgeBase
+    from ekagen.observations import OBSERVATIONS
+
+    labels = np.zeros((6, len(OBSERVATIONS)))
+    labels[:, OBSERVATIONS.index("No Finding")] = 1
+    labels[[0, 3], OBSERVATIONS.index("No Finding")] = 0
+    labels[0, OBSERVATIONS.index("Cardiomegaly")] = 1
+    labels[3, OBSERVATIONS.index("Pleural Effusion")] = 1
+    labels[5, OBSERVATIONS.index("Pleural Effusion")] = -1  # uncertain: not a finding
+    studies = pd.DataFrame(labels, columns=list(OBSERVATIONS))
+    studies.insert(0, "id", [f"s{i}" for i in range(6)])
+    studies["report"] = REPORTS
+    studies["split"] = ["train"] * 4 + ["val"] * 2
+    diagnosis = studies[["id", *OBSERVATIONS]].copy()
+    return studies, diagnosis, KnowledgeBase([], [], [], [], {}, {}, 12)
+
+
+@pytest.mark.parametrize("repeat, train_rows", [(1, [0, 1, 2, 3]), (3, [0, 0, 0, 1, 2, 3, 3, 3])])
+def test_findings_repeat_lists_training_studies_with_a_finding_more_often(repeat, train_rows):
+    from ekagen.generation.data import build_datasets
+
+    studies, diagnosis, kb = _tables()
+    vocab = Vocabulary.build(REPORTS, 1, 12)
+    images = np.zeros((6, 1, 32, 32), dtype=np.uint8)
+    data = build_datasets(studies, images, None, diagnosis, kb, vocab, 12, 1.0, 0,
+                          findings_repeat=repeat)
+    assert data["train"].rows.tolist() == train_rows
+    assert data["val"].rows.tolist() == [4, 5]  # validation is never re-weighted
+    with pytest.raises(ValueError, match="findings_repeat"):
+        build_datasets(studies, images, None, diagnosis, kb, vocab, 12, 1.0, 0,
+                       findings_repeat=0)
