@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 
 from ekagen.attention.adm import unpack_masks
 from ekagen.data.vocab import Vocabulary
-from ekagen.knowledge.iek import KnowledgeBase
+from ekagen.knowledge.iek import NO_FINDING, KnowledgeBase
 from ekagen.observations import OBSERVATIONS
 
 
@@ -122,8 +122,7 @@ def build_datasets(studies: pd.DataFrame, images: np.ndarray, packed: np.ndarray
         if not len(rows):
             raise ValueError(f"no {split!r} studies in data/prepared")
         if split == "train" and findings_repeat > 1:
-            findings = [OBSERVATIONS.index(o) for o in OBSERVATIONS if o != "No Finding"]
-            has_finding = (truth[rows][:, findings] == 1).any(axis=1)
+            has_finding = (np.delete(truth[rows], NO_FINDING, axis=1) == 1).any(axis=1)
             rows = np.sort(np.concatenate([rows] + [rows[has_finding]] * (findings_repeat - 1)))
         out[split] = ReportStudies(images, packed, rows, tokens, knowledge)
     return out
