@@ -165,11 +165,21 @@ class RksConfig:
     projection: str = "pca"  # pca | tsne: the 2-D embedding plot
 
 
+IEK_RULES = ("likelihood", "threshold")
+
+
 @dataclass
 class IekConfig:
     """Instance-level expert knowledge lookup for a predicted label vector."""
 
     max_hamming: int = -1  # nearest known combination within this distance; -1 = no limit
+    # likelihood: the known combination the class probabilities make most likely |
+    # threshold: the thresholded diagnosis, then exact key or nearest by Hamming distance
+    rule: str = "likelihood"
+
+    def __post_init__(self) -> None:
+        if self.rule not in IEK_RULES:
+            raise ValueError(f"iek.rule must be one of {IEK_RULES}, got {self.rule!r}")
 
     @property
     def hamming_limit(self) -> int | None:
@@ -234,7 +244,7 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast on a GPU or a CPU with native bf16 (AVX512-BF16, AMX)
     workers: int = 0
     patience: int = 0
-    select_metric: str = "ce_micro_f1"  # ce_micro_f1 | bleu4, on greedy decodes of validation
+    select_metric: str = "ce_bleu4"  # ce_bleu4 (their sum) | ce_micro_f1 | bleu4, on validation
     val_max_length: int = 100
     adm: bool = True  # student sees the ADM image; false = ablation
     theta: float = 0.4  # ADM applies when the mask covers more than theta of the image
@@ -243,6 +253,7 @@ class TrainConfig:
     knowledge_gt_fraction: float = 1.0  # share of training studies looking knowledge up by
     #                                     ground truth instead of the predicted diagnosis
     findings_repeat: int = 1  # training studies with a finding appear this often per epoch
+    length_pool: int = 50  # batches of similar report length from pools of this many; 0 = off
     cache_features_gb: float = 2.0  # frozen backbone: compute its features once if they fit
 
 

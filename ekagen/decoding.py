@@ -4,6 +4,12 @@ The authors decoded greedily for a fixed 127 steps, recomputing the whole prefix
 re-running the classifier) at every step. Here the image is encoded once, each step feeds
 only the newest token through cached keys/values, and finished reports leave the batch, so
 decoding stops as soon as every report has produced its end token.
+
+Greedy search compares the end token with the single best *other* token, so a report ends as
+soon as ending is likelier than any one continuation, even when continuing is far likelier
+overall (the continuations split their mass over many words). On the default data this cut
+findings: the decoder wrote the normal sentences of its knowledge report and stopped before
+the abnormal one. ``eos_threshold`` asks instead whether ending itself is likely enough.
 """
 
 from __future__ import annotations
@@ -24,6 +30,11 @@ class DecodeConfig:
     max_length: int = 100  # tokens generated at most, bos excluded
     no_repeat_ngram: int = 0  # forbid repeating any n-gram of this size; 0 = off
     batch_size: int = 32
+    eos_threshold: float = 0.0  # end only when P(eos) >= this; 0 = plain argmax/beam scores
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.eos_threshold < 1.0:
+            raise ValueError(f"decode.eos_threshold must be in [0, 1), got {self.eos_threshold}")
 
 
 def _banned_tokens(history: list[int], n: int) -> set[int]:
@@ -45,6 +56,24 @@ def _apply_no_repeat(logits: torch.Tensor, histories: list[list[int]], n: int) -
     return logits
 
 
+def _eos_probability(logits: torch.Tensor, eos: int, threshold: float) -> torch.Tensor | None:
+    """P(eos) under the model's own distribution (before any n-gram ban), when gated."""
+    return torch.softmax(logits.float(), dim=-1)[:, eos] if threshold > 0 else None
+
+
+def _gate_eos(scores: torch.Tensor, p_eos: torch.Tensor | None, eos: int,
+              threshold: float) -> torch.Tensor:
+    """Forbid the end token where the model gives it less than ``threshold``, unless the
+    n-gram bans left that row nothing else to write."""
+    if p_eos is None:
+        return scores
+    others = scores.clone()
+    others[:, eos] = float("-inf")
+    block = (p_eos < threshold) & torch.isfinite(others).any(-1)
+    scores[block, eos] = float("-inf")
+    return scores
+
+
 def _steps(model: EKAGenerator, max_length: int) -> int:
     return min(max_length, model.cfg.max_length - 1)
 
@@ -52,7 +81,7 @@ def _steps(model: EKAGenerator, max_length: int) -> int:
 @torch.no_grad()
 def greedy_decode(model: EKAGenerator, images: torch.Tensor, knowledge: torch.Tensor | None,
                   bos: int, eos: int, max_length: int = 100,
-                  no_repeat_ngram: int = 0) -> list[list[int]]:
+                  no_repeat_ngram: int = 0, eos_threshold: float = 0.0) -> list[list[int]]:
     """Token ids per report (without bos; eos included when produced)."""
     steps = _steps(model, max_length)
     context = model.context(images, knowledge, steps)
@@ -64,8 +93,9 @@ def greedy_decode(model: EKAGenerator, images: torch.Tensor, knowledge: torch.Te
     for position in range(steps):
         logits = model.step(context, token, position, cache)
         rows = active.tolist()
+        p_eos = _eos_probability(logits, eos, eos_threshold)
         logits = _apply_no_repeat(logits, [outputs[r] for r in rows], no_repeat_ngram)
-        token = logits.argmax(-1)
+        token = _gate_eos(logits, p_eos, eos, eos_threshold).argmax(-1)
         for r, t in zip(rows, token.tolist(), strict=True):
             outputs[r].append(t)
         open_rows = token != eos
@@ -82,10 +112,12 @@ def greedy_decode(model: EKAGenerator, images: torch.Tensor, knowledge: torch.Te
 @torch.no_grad()
 def beam_decode(model: EKAGenerator, images: torch.Tensor, knowledge: torch.Tensor | None,
                 bos: int, eos: int, beam_size: int = 3, max_length: int = 100,
-                length_penalty: float = 0.0, no_repeat_ngram: int = 0) -> list[list[int]]:
+                length_penalty: float = 0.0, no_repeat_ngram: int = 0,
+                eos_threshold: float = 0.0) -> list[list[int]]:
     """Beam search; ``beam_size=1`` gives exactly the greedy result."""
     if beam_size <= 1:
-        return greedy_decode(model, images, knowledge, bos, eos, max_length, no_repeat_ngram)
+        return greedy_decode(model, images, knowledge, bos, eos, max_length, no_repeat_ngram,
+                             eos_threshold)
     batch, device = images.shape[0], images.device
     steps = _steps(model, max_length)
     expand = torch.arange(batch, device=device).repeat_interleave(beam_size)
@@ -99,7 +131,9 @@ def beam_decode(model: EKAGenerator, images: torch.Tensor, knowledge: torch.Tens
     for position in range(steps):
         logits = model.step(context, token, position, cache)
         logp = torch.log_softmax(logits.float(), dim=-1)
+        p_eos = logp[:, eos].exp() if eos_threshold > 0 else None
         logp = _apply_no_repeat(logp, histories, no_repeat_ngram)
+        logp = _gate_eos(logp, p_eos, eos, eos_threshold)
         logp[finished] = float("-inf")
         logp[finished, eos] = 0.0  # a finished hypothesis only repeats eos, at no cost
         vocab = logp.shape[-1]
@@ -123,7 +157,8 @@ def beam_decode(model: EKAGenerator, images: torch.Tensor, knowledge: torch.Tens
 @torch.no_grad()
 def greedy_decode_uncached(model: EKAGenerator, images: torch.Tensor,
                            knowledge: torch.Tensor | None, bos: int, eos: int,
-                           max_length: int = 100, early_stop: bool = True) -> list[list[int]]:
+                           max_length: int = 100, early_stop: bool = True,
+                           eos_threshold: float = 0.0) -> list[list[int]]:
     """Reference decoder that re-runs the whole prefix at every step (no cache).
 
     With ``early_stop=False`` it runs the full ``max_length`` steps, the authors' scheme; used
@@ -136,7 +171,8 @@ def greedy_decode_uncached(model: EKAGenerator, images: torch.Tensor,
     done = torch.zeros(batch, dtype=torch.bool, device=images.device)
     for _ in range(steps):
         logits = model.decode(context, tokens)[:, -1]
-        nxt = logits.argmax(-1)
+        nxt = _gate_eos(logits, _eos_probability(logits, eos, eos_threshold), eos,
+                        eos_threshold).argmax(-1)
         tokens = torch.cat([tokens, nxt[:, None]], dim=1)
         done |= nxt == eos
         if early_stop and bool(done.all()):

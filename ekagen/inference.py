@@ -30,7 +30,8 @@ ADM_FILE, RKS_FILE, CLASSIFIER_DIR = "adm.json", "rks.parquet", "classifier"
 
 
 def export_model(out_dir: str | Path, generator_dir: str | Path, classifier_dir: str | Path,
-                 rks_path: str | Path, adm: dict, decode: dict, iek_max_hamming: int) -> Path:
+                 rks_path: str | Path, adm: dict, decode: dict, iek_max_hamming: int,
+                 iek_rule: str = "likelihood") -> Path:
     """Assemble a self-contained model folder for ``ekagen generate``."""
     out = Path(out_dir)
     if out.exists():
@@ -39,7 +40,8 @@ def export_model(out_dir: str | Path, generator_dir: str | Path, classifier_dir:
     shutil.copytree(classifier_dir, out / CLASSIFIER_DIR)
     shutil.copy(rks_path, out / RKS_FILE)
     (out / ADM_FILE).write_text(json.dumps({**adm, "decode": decode,
-                                            "iek_max_hamming": iek_max_hamming}, indent=2))
+                                            "iek_max_hamming": iek_max_hamming,
+                                            "iek_rule": iek_rule}, indent=2))
     return out
 
 
@@ -76,7 +78,10 @@ class Reporter:
         self.thresholds = load_thresholds(root / CLASSIFIER_DIR / "thresholds.json")
         self.settings = json.loads((root / ADM_FILE).read_text())
         self.image_size = int(self.config["image_size"])
-        iek = IekConfig(max_hamming=int(self.settings.get("iek_max_hamming", -1)))
+        # folders written before iek.rule existed used the thresholded diagnosis
+        iek = IekConfig(max_hamming=int(self.settings.get("iek_max_hamming", -1)),
+                        rule=str(self.settings.get("iek_rule", "threshold")))
+        self.iek_rule = iek.rule
         self.kb = KnowledgeBase.from_rks(read_table(root / RKS_FILE, "rks"),
                                          self.generator.cfg.max_length,
                                          max_hamming=iek.hamming_limit)
@@ -99,13 +104,16 @@ class Reporter:
         images = torch.from_numpy(pixels.astype(np.float32) / 255.0).repeat(1, views, 1, 1)
         mask_t = torch.from_numpy(masks)[:, None].repeat(1, views, 1, 1)
         images = adm_views(images.to(self.device), mask_t.to(self.device), self.adm)
-        knowledge = torch.from_numpy(self.kb.lookup(predicted)).to(self.device)
+        knowledge_labels = (self.kb.most_likely_labels(result.probs[:, 0])
+                            if self.iek_rule == "likelihood" else predicted)
+        knowledge = torch.from_numpy(self.kb.lookup(knowledge_labels)).to(self.device)
         with torch.no_grad():
             seqs = beam_decode(self.generator, images, knowledge, self.vocab.bos_id,
                                self.vocab.eos_id, beam, limit,
                                float(decode.get("length_penalty", 0.0)),
-                               int(decode.get("no_repeat_ngram", 0)))
-        details = self.kb.lookup_details(predicted)
+                               int(decode.get("no_repeat_ngram", 0)),
+                               float(decode.get("eos_threshold", 0.0)))
+        details = self.kb.lookup_details(knowledge_labels)
         return [Report(image=str(p), report=self.vocab.decode(seq),
                        diagnosis=[o for o, v in zip(OBSERVATIONS, predicted[i], strict=True) if v],
                        probabilities={o: round(float(x), 4) for o, x in

@@ -25,7 +25,7 @@ from ekagen.evaluation.baselines import most_frequent_report, nearest_neighbour_
 from ekagen.evaluation.html import overlay_png, write_gallery
 from ekagen.evaluation.run import score_systems
 from ekagen.generation.checkpoint import load_generator, trained_adm
-from ekagen.generation.data import ReportStudies, encode_reports
+from ekagen.generation.data import ReportStudies, diagnosed_knowledge_labels, encode_reports
 from ekagen.generation.train import generate_reports
 from ekagen.inference import export_model
 from ekagen.knowledge.iek import KnowledgeBase
@@ -75,17 +75,18 @@ def main(argv: Sequence[str] | None = None) -> dict:
     test_rows = np.flatnonzero((studies["split"] == "test").to_numpy())
     train_rows = np.flatnonzero((studies["split"] == "train").to_numpy())
     predicted = diagnosis[list(OBSERVATIONS)].to_numpy().astype(np.float32)
-    knowledge = kb.lookup(predicted)
+    knowledge_labels = diagnosed_knowledge_labels(diagnosis, kb, iek.rule)
+    knowledge = kb.lookup(knowledge_labels)
     tokens = encode_reports(studies["report"].tolist(), vocab, model.cfg.max_length)
     dataset = ReportStudies(images, packed, test_rows, tokens, knowledge)
     adm = trained_adm(model_config)
     flat_params = {"evaluate.round": cfg.round, **as_flat_dict(decode, "decode."),
-                   "iek.max_hamming": iek.max_hamming}
+                   "iek.max_hamming": iek.max_hamming, "iek.rule": iek.rule}
     with stage_run("evaluate", flat_params) as mlflow:
         def run_decode(net, batch_images, batch_knowledge):
             return beam_decode(net, batch_images, batch_knowledge, vocab.bos_id, vocab.eos_id,
                                decode.beam_size, decode.max_length, decode.length_penalty,
-                               decode.no_repeat_ngram)
+                               decode.no_repeat_ngram, decode.eos_threshold)
 
         generated = generate_reports(model, dataset, vocab, decode.max_length, decode.batch_size,
                                      device, adm.adm, adm, decode=run_decode)
@@ -93,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         train_reports = studies["report"].iloc[train_rows].tolist()
         features = np.load(Path(args.adm) / FEATURES_FILE, mmap_mode="r")
         study_features = np.asarray(features, dtype=np.float32).mean(axis=1)
-        details = kb.lookup_details(predicted[test_rows])
+        details = kb.lookup_details(knowledge_labels[test_rows])
         rks_text = dict(zip(rks["report_id"], rks["report"], strict=False))
         knowledge_text = [" ".join(rks_text[r] for r in d.report_ids) for d in details]
         systems = {
@@ -143,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         export_model(out / "model", Path(args.gid_dir) / cfg.round, args.classifier,
                      Path(args.knowledge) / RKS_FILE,
                      {"cam_threshold": adm_cfg.cam_threshold, "dilation": adm_cfg.dilation},
-                     as_flat_dict(decode), iek.max_hamming)
+                     as_flat_dict(decode), iek.max_hamming, iek.rule)
         log_metrics_flat(mlflow, flat)
         for artifact in (args.metrics, args.per_class, args.gallery, "params.yaml", "dvc.lock"):
             if Path(artifact).is_file():

@@ -68,7 +68,8 @@ def start_from_teacher(model, teacher, teacher_dir: Path) -> None:
 
 
 def write_curve(history: list[dict], path: Path) -> None:
-    keys = ["epoch", "train_loss", "val_bleu4", "val_ce_micro_f1", "val_mean_length"]
+    keys = ["epoch", "train_loss", "val_bleu4", "val_ce_micro_f1", "val_ce_bleu4",
+            "val_mean_length"]
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=keys, extrasaction="ignore")
@@ -108,7 +109,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     kb = KnowledgeBase.from_rks(rks, model_cfg.max_length,
                                 max_hamming=iek.hamming_limit)
     data = build_datasets(studies, images, packed, diagnosis, kb, vocab, model_cfg.max_length,
-                          cfg.knowledge_gt_fraction, seed, findings_repeat=cfg.findings_repeat)
+                          cfg.knowledge_gt_fraction, seed, findings_repeat=cfg.findings_repeat,
+                          iek_rule=iek.rule)
     val_refs = studies["report"].iloc[data["val"].rows].tolist()
     teacher = load_generator(gid_dir / teacher_key)[0] if teacher_key else None
     import torch
@@ -139,7 +141,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         save_generator(result.model, out_dir, vocab, {
             "round": args.round_key, "teacher": teacher_key, "image_size": int(images.shape[-1]),
             "adm": {"enabled": cfg.adm, "theta": cfg.theta, "gamma": cfg.gamma, "beta": cfg.beta},
-            "iek_max_hamming": iek.max_hamming, "best_epoch": result.best_epoch})
+            "iek_max_hamming": iek.max_hamming, "iek_rule": iek.rule,
+            "best_epoch": result.best_epoch})
         best = next(r for r in result.history if r["epoch"] == result.best_epoch)
         epochs_run = len(result.history) - result.resumed_from
         metrics = {"round": args.round_key, "teacher": teacher_key or NO_TEACHER,

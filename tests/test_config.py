@@ -33,3 +33,11 @@ def test_iek_hamming_limit():
 
     assert IekConfig(max_hamming=-1).hamming_limit is None
     assert IekConfig(max_hamming=2).hamming_limit == 2
+
+
+def test_iek_rule_is_checked():
+    from ekagen.config import IekConfig
+
+    assert IekConfig().rule == "likelihood"
+    with pytest.raises(ValueError, match="iek.rule"):
+        IekConfig(rule="majority")

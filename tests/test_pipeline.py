@@ -68,6 +68,10 @@ def test_dvc_repro_runs_the_whole_dag_on_the_tiny_profile(tiny_repo):
         studies.loc[studies["split"] == "test", "id"])
     assert "<table>" in (root / "metrics/gallery.html").read_text()
     assert (root / "data/eval/model/classifier/thresholds.json").is_file()
+    # iek.rule=likelihood always lands on a combination the knowledge base holds
+    assert set(generations["knowledge_rule"]) == {"exact"}
+    exported = json.loads((root / "data/eval/model/adm.json").read_text())
+    assert exported["iek_rule"] == "likelihood"
     assert (root / "mlflow.db").is_file()
     again = _run([sys.executable, "-m", "dvc", "repro"], root, env)
     assert "didn't change" in again or "skipping" in again.lower()
@@ -94,6 +98,7 @@ def test_cli_generate_on_png_and_dicom_and_evaluate(tiny_repo, tmp_path):
     payload = json.loads(out)
     assert [p["image"] for p in payload] == [str(png), str(dcm)]
     assert all(isinstance(p["report"], str) and len(p["diagnosis"]) >= 0 for p in payload)
+    assert all(p["knowledge"].startswith("exact:") for p in payload)
     assert (tmp_path / "adm_0.png").is_file() and (tmp_path / "adm_1.png").is_file()
     plain = _run([*cli, "generate", "--model", str(model), str(png)], root, env, True)
     assert plain.strip() == payload[0]["report"]

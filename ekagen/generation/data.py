@@ -46,6 +46,24 @@ def knowledge_labels(predicted: np.ndarray, truth: np.ndarray, gt_fraction: floa
     return labels
 
 
+def diagnosed_knowledge_labels(diagnosis: pd.DataFrame, kb: KnowledgeBase,
+                               rule: str) -> np.ndarray:
+    """The labels each study's knowledge is looked up by when the diagnosis decides it
+    (``iek.rule``): ``threshold`` takes the thresholded diagnosis (the 14 observation
+    columns), ``likelihood`` the known combination that the ``prob:<observation>`` columns
+    make most likely (:meth:`KnowledgeBase.most_likely_labels`)."""
+    if rule == "threshold":
+        return diagnosis[list(OBSERVATIONS)].to_numpy().astype(np.float32)
+    if rule != "likelihood":
+        raise ValueError(f"iek.rule must be 'likelihood' or 'threshold', got {rule!r}")
+    columns = [f"prob:{name}" for name in OBSERVATIONS]
+    missing = [c for c in columns if c not in diagnosis.columns]
+    if missing:
+        raise ValueError(f"the diagnosis table lacks {missing[:3]}...: iek.rule=likelihood "
+                         "needs the class probabilities (rerun `dvc repro adm`)")
+    return kb.most_likely_labels(diagnosis[columns].to_numpy())
+
+
 @dataclass
 class CachedFeatures:
     """A frozen backbone's features of every study, plain and with ADM applied, row-aligned
@@ -97,8 +115,12 @@ def build_datasets(studies: pd.DataFrame, images: np.ndarray, packed: np.ndarray
                    diagnosis: pd.DataFrame, kb: KnowledgeBase, vocab: Vocabulary,
                    max_length: int, gt_fraction: float, seed: int,
                    splits: Sequence[str] = ("train", "val"),
-                   findings_repeat: int = 1) -> dict[str, ReportStudies]:
+                   findings_repeat: int = 1,
+                   iek_rule: str = "likelihood") -> dict[str, ReportStudies]:
     """Datasets per split, sharing the token and knowledge arrays of all studies.
+
+    Knowledge not looked up by true labels follows the diagnosis under ``iek_rule`` (see
+    :func:`diagnosed_knowledge_labels`), as it will at test time.
 
     ``findings_repeat`` > 1 lists each training study whose labels hold a finding (any
     positive observation other than No Finding) that many times, so that the decoder sees
@@ -110,7 +132,7 @@ def build_datasets(studies: pd.DataFrame, images: np.ndarray, packed: np.ndarray
         raise ValueError("data/adm diagnosis rows do not match data/prepared studies; rerun "
                          "`dvc repro adm`")
     tokens = encode_reports(studies["report"].tolist(), vocab, max_length)
-    predicted = diagnosis[list(OBSERVATIONS)].to_numpy()
+    predicted = diagnosed_knowledge_labels(diagnosis, kb, iek_rule)
     truth = studies[list(OBSERVATIONS)].to_numpy()
     train = (studies["split"] == "train").to_numpy()
     labels = predicted.astype(np.float32)

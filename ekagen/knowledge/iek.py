@@ -237,6 +237,41 @@ class KnowledgeBase:
         """
         return self._resolve(labels, details=False)[1]
 
+    def most_likely_labels(self, probabilities: np.ndarray) -> np.ndarray:
+        """The known label combination each row's class probabilities make most likely.
+
+        ``probabilities`` is ``(B, 14)``, each column the DiagnosisBot's P(observation
+        present), read as independent Bernoulli variables; the chosen key k maximises
+        sum_j [k_j log p_j + (1 - k_j) log(1 - p_j)] over the combinations the knowledge base
+        holds (ties: the larger support, then the smaller key). Returns its 0/1 bits, so
+        :meth:`lookup` then finds that combination exactly, with one exception: a chosen
+        combination without any positive (reports the labeler found nothing in) reaches
+        :meth:`lookup` as a row without positives, which rule (d) reads as No Finding.
+
+        Why: thresholding each class on its own and then taking the nearest known key
+        ignores how sure the classifier was. With one uncertain class, the likelihood picks
+        the combination whose other bits the classifier is confident about, and it never
+        lands on a combination no training report has. On the default data this raised the
+        knowledge text's CE micro-F1 from 0.854 to 0.857 on validation and from 0.830 to
+        0.835 on test (README, "IEK lookup by likelihood"). Weighting keys by their support
+        as a prior (``+ w log support``) scored lower at every w tried (0.25-1), so there is
+        none. Without any known combination the
+        probabilities are thresholded at 0.5.
+        """
+        values = np.asarray(probabilities, dtype=np.float64)
+        if values.ndim != 2 or values.shape[1] != NUM_OBSERVATIONS:
+            raise ValueError(f"probabilities must have shape (B, {NUM_OBSERVATIONS}), "
+                             f"got {values.shape}")
+        if not np.isfinite(values).all() or (values < 0).any() or (values > 1).any():
+            raise ValueError("probabilities must be finite and within [0, 1]")
+        if not len(self.combo_keys):
+            return (values >= 0.5).astype(np.float32)
+        p = np.clip(values, 1e-6, 1 - 1e-6)
+        bits = self.combo_bits.astype(np.float64)
+        score = np.log(p) @ bits.T + np.log1p(-p) @ (1.0 - bits).T
+        best = score.argmax(axis=1)  # first maximum = larger support, then smaller key
+        return self.combo_bits[best].astype(np.float32)
+
     def lookup_details(self, labels: np.ndarray) -> list[IEKMatch]:
         """Which rule, key and RKS reports :meth:`lookup` used for each row."""
         return self._resolve(labels, details=True)[0]

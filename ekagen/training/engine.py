@@ -27,12 +27,14 @@ Behaviour, in short:
   model and must call it (``model(...)``, i.e. ``forward``) for gradients to be averaged.
   ``config.batch_size`` is the *global* batch: each of W processes draws ``batch_size / W``
   samples per step through a ``DistributedSampler`` (also used, with one replica, in a single
-  process), so a global step sees the same samples whatever W is and DDP's gradient
-  averaging reproduces the single-process step (exactly for losses that are means over
-  equally sized per-process batches; BatchNorm statistics are per process unless
-  ``sync_batchnorm`` on GPU). Only rank 0 writes checkpoints, shows progress and runs
-  ``on_epoch_end``. ``evaluate`` runs on rank 0 and its result is broadcast
-  (``eval_all_ranks=True`` calls it everywhere, for sharded evaluation that reduces itself).
+  process; :class:`~ekagen.training.batching.LengthGroupedSampler` instead when
+  ``length_pool`` > 0 and the caller gives sample lengths), so a global step sees the same
+  samples whatever W is and DDP's gradient averaging reproduces the single-process step
+  (exactly for losses that are means over equally sized per-process batches; BatchNorm
+  statistics are per process unless ``sync_batchnorm`` on GPU). Only rank 0 writes
+  checkpoints, shows progress and runs ``on_epoch_end``. ``evaluate`` runs on rank 0 and its
+  result is broadcast (``eval_all_ranks=True`` calls it everywhere, for sharded evaluation
+  that reduces itself).
 * **Checkpoints**: after every epoch ``last.pt`` (model, optimiser, scheduler, epoch, best
   metric, history, each rank's RNG states as tensors, a configuration fingerprint) and, on
   improvement of ``monitor``, ``best.pt`` (model weights). Plain tensors and containers only;
@@ -63,6 +65,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from ekagen.training import checkpoint as ckpt
+from ekagen.training.batching import LengthGroupedSampler
 from ekagen.training.distributed import (
     DistInfo,
     all_gather_object,
@@ -101,6 +104,9 @@ class EngineConfig:
     num_workers: int = 0
     shuffle: bool = True
     drop_last: bool = False  # drop a short last batch
+    # > 0 (with ``lengths`` given to Trainer): batches of similar length, drawn from pools of
+    # this many batches (ekagen/training/batching.py); 0: DistributedSampler's plain shuffle
+    length_pool: int = 0
     scheduler_interval: str = "epoch"  # epoch | step: when scheduler.step() is called
     checkpoint_dir: str | Path | None = None  # None: no checkpoints, best weights in memory
     resume: bool = True
@@ -200,6 +206,7 @@ class Trainer:
         collate_fn: Callable | None = None,
         on_epoch_end: Callable[[dict[str, Any]], None] | Sequence[Callable] | None = None,
         dist_info: DistInfo | None = None,
+        lengths: Sequence[int] | None = None,
     ) -> None:
         if config.epochs < 1:
             raise ValueError(f"epochs must be at least 1, got {config.epochs}")
@@ -233,8 +240,16 @@ class Trainer:
             self.callbacks = [on_epoch_end]
         else:
             self.callbacks = list(on_epoch_end)
-        self.sampler = DistributedSampler(train_data, num_replicas=world, rank=self.dist.rank,
-                                          shuffle=config.shuffle, seed=config.seed)
+        if config.length_pool > 0 and lengths is not None:
+            if len(lengths) != len(train_data):
+                raise ValueError(f"{len(lengths)} lengths for {len(train_data)} samples")
+            self.sampler: LengthGroupedSampler | DistributedSampler = LengthGroupedSampler(
+                lengths, config.batch_size // world, world, self.dist.rank, config.seed,
+                config.length_pool, config.shuffle)
+        else:
+            self.sampler = DistributedSampler(train_data, num_replicas=world,
+                                              rank=self.dist.rank, shuffle=config.shuffle,
+                                              seed=config.seed)
         self.loader_generator = torch.Generator()
         self.loader = DataLoader(
             train_data, batch_size=config.batch_size // world, sampler=self.sampler,

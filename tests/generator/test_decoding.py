@@ -32,18 +32,68 @@ def _inputs(batch=5):
     return torch.randn(batch, 2, 32, 32, generator=g), knowledge
 
 
-def test_cached_and_uncached_decoding_give_identical_tokens(model):
+def _binding_threshold(model, images, knowledge) -> float:
+    """A threshold between the batch's first-step P(eos) values, so the gate binds on some
+    rows and not on others whatever the random weights."""
+    with torch.no_grad():
+        context = model.context(images, knowledge, 2)
+        logits = model.decode(context, torch.full((len(images), 1), BOS))[:, -1]
+        p = torch.softmax(logits.float(), -1)[:, EOS].sort().values
+    return float(p[len(p) // 2 - 1] + p[len(p) // 2]) / 2
+
+
+@pytest.mark.parametrize("gated", [False, True], ids=["plain", "eos_threshold"])
+def test_cached_and_uncached_decoding_give_identical_tokens(model, gated):
     images, knowledge = _inputs()
-    cached = greedy_decode(model, images, knowledge, BOS, EOS, max_length=20)
-    uncached = greedy_decode_uncached(model, images, knowledge, BOS, EOS, max_length=20)
+    eos_threshold = _binding_threshold(model, images, knowledge) if gated else 0.0
+    cached = greedy_decode(model, images, knowledge, BOS, EOS, max_length=20,
+                           eos_threshold=eos_threshold)
+    uncached = greedy_decode_uncached(model, images, knowledge, BOS, EOS, max_length=20,
+                                      eos_threshold=eos_threshold)
     assert cached == uncached
     assert any(seq[-1] == EOS and len(seq) < 20 for seq in cached)  # some stopped early
 
 
-def test_beam_one_equals_greedy(model):
+@pytest.mark.parametrize("gated", [False, True], ids=["plain", "eos_threshold"])
+def test_beam_one_equals_greedy(model, gated):
     images, knowledge = _inputs()
-    assert beam_decode(model, images, knowledge, BOS, EOS, beam_size=1, max_length=20) == \
-        greedy_decode(model, images, knowledge, BOS, EOS, max_length=20)
+    eos_threshold = _binding_threshold(model, images, knowledge) if gated else 0.0
+    assert beam_decode(model, images, knowledge, BOS, EOS, beam_size=1, max_length=20,
+                       eos_threshold=eos_threshold) == \
+        greedy_decode(model, images, knowledge, BOS, EOS, max_length=20,
+                      eos_threshold=eos_threshold)
+
+
+def test_eos_threshold_ends_only_when_the_end_is_likely_enough(model):
+    """Each report ends at the first step whose P(eos) reaches the threshold; before that the
+    best other token is taken."""
+    images, knowledge = _inputs()
+    threshold = _binding_threshold(model, images, knowledge)
+    with torch.no_grad():
+        gated = greedy_decode(model, images, knowledge, BOS, EOS, max_length=20,
+                              eos_threshold=threshold)
+        context = model.context(images, knowledge, 20)
+        for i, seq in enumerate(gated):
+            tokens = torch.tensor([[BOS, *seq]])
+            probs = torch.softmax(model.decode(context.select(torch.tensor([i])),
+                                               tokens[:, :-1])[0].float(), -1)
+            p_eos = probs[:, EOS]
+            ended = seq[-1] == EOS
+            assert bool((p_eos[: len(seq) - ended] < threshold).all())
+            if ended:
+                assert float(p_eos[-1]) >= threshold
+            for t, token in enumerate(seq[: len(seq) - ended]):
+                others = probs[t].clone()
+                others[EOS] = -1
+                assert token == int(others.argmax())
+    assert {len(seq) == 1 for seq in gated} == {True, False}  # it ended some rows, not all
+
+
+def test_eos_threshold_is_checked():
+    from ekagen.decoding import DecodeConfig
+
+    with pytest.raises(ValueError, match="eos_threshold"):
+        DecodeConfig(eos_threshold=1.0)
 
 
 def test_beam_search_scores_at_least_greedy(model):

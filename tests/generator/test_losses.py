@@ -40,3 +40,27 @@ def test_gid_loss_adds_delta_times_kd():
     loss, parts = gid_loss(s, y, 0, teacher_logits=t, delta=0.5, temperature=4.0)
     assert math.isclose(float(loss), parts["ce"] + 0.5 * parts["kd"], rel_tol=1e-5)
     assert parts["kd"] > 0
+
+
+def test_tokens_per_batch_weighs_every_token_alike_whatever_its_batch():
+    """Sum / constant: a token's gradient does not depend on how many tokens share its batch
+    (with a per-batch mean, a token among 3 weighs 3x more than one among 9)."""
+    torch.manual_seed(0)
+    logits = torch.randn(2, 6, 7, requires_grad=True)
+    short = torch.tensor([[3, 4, 2, 0, 0, 0], [5, 0, 0, 0, 0, 0]])  # 3 real tokens
+    long = torch.tensor([[3, 4, 6, 1, 5, 2], [5, 5, 6, 1, 3, 0]])  # 11 real tokens
+    grads = {}
+    for name, targets in (("short", short), ("long", long)):
+        for norm in (None, 8.0):
+            logits.grad = None
+            token_cross_entropy(logits, targets, 0, tokens_per_batch=norm).backward()
+            grads[name, norm] = logits.grad[0, 0].clone()  # the token both batches share
+    assert not torch.allclose(grads["short", None], grads["long", None])
+    assert torch.allclose(grads["short", 8.0], grads["long", 8.0])
+    with torch.no_grad():
+        mean = token_cross_entropy(logits, long, 0)
+        summed = token_cross_entropy(logits, long, 0, tokens_per_batch=8.0)
+        assert math.isclose(float(summed), float(mean) * 11 / 8, rel_tol=1e-5)
+        kd_mean = distillation_kl(logits, logits.flip(-1), long, 0, 4.0)
+        kd_sum = distillation_kl(logits, logits.flip(-1), long, 0, 4.0, tokens_per_batch=8.0)
+        assert math.isclose(float(kd_sum), float(kd_mean) * 11 / 8, rel_tol=1e-5)

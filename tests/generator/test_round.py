@@ -60,6 +60,11 @@ def test_round_resumes_after_interruption(tmp_path):
     assert [r["epoch"] for r in resumed.history] == [1, 2, 3]
     for a, b in zip(full.history, resumed.history, strict=True):
         assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-6)
+    for record in full.history:  # the default selection metric: CE micro-F1 + BLEU-4
+        assert record["val_ce_bleu4"] == pytest.approx(
+            record["val_ce_micro_f1"] + record["val_bleu4"], abs=2e-6)
+    best = max(full.history, key=lambda r: (r["val_ce_bleu4"], r["epoch"]))
+    assert full.best_epoch == best["epoch"]
 
 
 def test_teacher_round_adds_distillation_and_keeps_teacher_frozen(tmp_path):
@@ -96,6 +101,8 @@ def _tables():
     studies["report"] = REPORTS
     studies["split"] = ["train"] * 4 + ["val"] * 2
     diagnosis = studies[["id", *OBSERVATIONS]].copy()
+    for name in OBSERVATIONS:  # as load_study_diagnosis writes them
+        diagnosis[f"prob:{name}"] = (studies[name] == 1).astype(float)
     return studies, diagnosis, KnowledgeBase([], [], [], [], {}, {}, 12)
 
 

@@ -168,3 +168,68 @@ def test_from_rks_parquet_written_by_build_rks(tmp_path) -> None:
     some = batch[batch.any(axis=1)]
     assert {m.rule for m in loaded.lookup_details(some)} == {"exact"}
     assert vocab.decode(loaded.lookup(batch[:1])[0]).startswith("report")
+
+
+def _bernoulli_log_likelihood(p: np.ndarray, bits: np.ndarray) -> float:
+    return float(np.sum(bits * np.log(p) + (1 - bits) * np.log(1 - p)))
+
+
+def test_likelihood_picks_the_known_combination_the_probabilities_favour(kb) -> None:
+    """Three findings just under 0.5: thresholding sees nothing (-> No Finding), while the
+    likelihood prefers Cardiomegaly alone (hand-computed below) over the other known keys."""
+    p = np.full(14, 0.02)
+    p[[CARDIO, EFFUSION, 3]] = [0.48, 0.45, 0.45]
+    p[NORMAL] = 0.1
+    scores = {k: _bernoulli_log_likelihood(p, labels(*c).astype(float)) for k, c in
+              {"cardio": (CARDIO,), "effusion": (EFFUSION,), "normal": (NORMAL,),
+               "triple": (CARDIO, EFFUSION, 3)}.items()}
+    assert max(scores, key=scores.get) == "cardio"
+    chosen = kb.most_likely_labels(p[None])
+    assert chosen.dtype == np.float32 and chosen[0].tolist() == labels(CARDIO).tolist()
+    assert kb.lookup(chosen)[0].tolist() == seq(10, 11)
+    assert kb.lookup((p >= 0.5)[None].astype(float))[0].tolist() == seq(30)  # threshold rule
+
+
+def test_likelihood_agrees_with_confident_probabilities_and_breaks_ties_by_support(kb) -> None:
+    confident = np.full((2, 14), 0.01)
+    confident[0, [CARDIO, EFFUSION, 3]] = 0.99
+    confident[1, NORMAL] = 0.97
+    assert kb.most_likely_labels(confident).tolist() == [
+        labels(CARDIO, EFFUSION, 3).tolist(), labels(NORMAL).tolist()]
+    # every single-finding key scores the same when its two bits are at 0.5: support decides
+    flat = np.full((1, 14), 0.01)
+    flat[0, [CARDIO, EFFUSION, NORMAL]] = 0.5
+    assert kb.most_likely_labels(flat)[0].tolist() == labels(NORMAL).tolist()  # support 50
+
+
+def test_likelihood_rejects_bad_probabilities_and_thresholds_without_combinations(kb) -> None:
+    with pytest.raises(ValueError, match=r"shape \(B, 14\)"):
+        kb.most_likely_labels(np.zeros((2, 13)))
+    for bad in (np.nan, 1.5, -0.1):
+        row = np.zeros((1, 14))
+        row[0, 3] = bad
+        with pytest.raises(ValueError, match="within \\[0, 1\\]"):
+            kb.most_likely_labels(row)
+    empty = KnowledgeBase([], [], [], [], {}, {}, 8)
+    p = np.zeros((1, 14))
+    p[0, [CARDIO, EFFUSION]] = [0.7, 0.3]
+    assert empty.most_likely_labels(p)[0].tolist() == labels(CARDIO).tolist()
+
+
+def test_diagnosed_knowledge_labels_follow_the_rule(kb) -> None:
+    from ekagen.generation.data import diagnosed_knowledge_labels
+
+    diagnosis = pd.DataFrame([labels(), labels(EFFUSION)], columns=list(OBSERVATIONS))
+    probs = np.full((2, 14), 0.02)
+    probs[0, [CARDIO, NORMAL]] = [0.45, 0.2]  # thresholded: nothing; likelihood: Cardiomegaly
+    probs[1, EFFUSION] = 0.9
+    for j, name in enumerate(OBSERVATIONS):
+        diagnosis[f"prob:{name}"] = probs[:, j]
+    threshold = diagnosed_knowledge_labels(diagnosis, kb, "threshold")
+    assert threshold.tolist() == [labels().tolist(), labels(EFFUSION).tolist()]
+    likely = diagnosed_knowledge_labels(diagnosis, kb, "likelihood")
+    assert likely.tolist() == [labels(CARDIO).tolist(), labels(EFFUSION).tolist()]
+    with pytest.raises(ValueError, match="iek.rule"):
+        diagnosed_knowledge_labels(diagnosis, kb, "vote")
+    with pytest.raises(ValueError, match="needs the class probabilities"):
+        diagnosed_knowledge_labels(diagnosis[list(OBSERVATIONS)], kb, "likelihood")
