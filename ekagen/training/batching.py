@@ -28,8 +28,9 @@ class LengthGroupedSampler(Sampler[int]):
 
     ``lengths[i]`` is the cost of sample i (e.g. its report's token count); ``batch_size``
     is the per-process batch, so a global batch holds ``batch_size * num_replicas`` samples.
-    Like ``DistributedSampler`` (``drop_last=False``), the epoch's order is padded with its
-    own first samples to a multiple of ``num_replicas``; a short final batch stays last.
+    Like ``DistributedSampler`` (``drop_last=False``), an epoch is padded with its own first
+    samples to a multiple of ``num_replicas``: only the short final batch (always last) is,
+    so every other global batch is the one a single process would draw.
     """
 
     def __init__(self, lengths: Sequence[int], batch_size: int, num_replicas: int = 1,
@@ -53,16 +54,14 @@ class LengthGroupedSampler(Sampler[int]):
         return self.num_samples
 
     def global_batches(self) -> list[list[int]]:
-        """This epoch's global batches, identical on every process."""
+        """This epoch's global batches, identical on every process, and, but for the padding
+        of the last one, identical for any number of processes."""
         n = len(self.lengths)
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
         order = torch.randperm(n, generator=generator).tolist() if self.shuffle else list(range(n))
-        total = self.num_samples * self.num_replicas
-        while len(order) < total:  # pad as DistributedSampler does
-            order += order[: total - len(order)]
         size = self.batch_size * self.num_replicas
         batches: list[list[int]] = []
-        for start in range(0, total, size * self.pool):
+        for start in range(0, n, size * self.pool):
             pool = sorted(order[start : start + size * self.pool],
                           key=lambda i: self.lengths[i], reverse=True)
             batches += [pool[i : i + size] for i in range(0, len(pool), size)]
@@ -70,6 +69,9 @@ class LengthGroupedSampler(Sampler[int]):
         short = [b for b in batches if len(b) < size]  # at most one: the last pool's tail
         if self.shuffle:
             full = [full[i] for i in torch.randperm(len(full), generator=generator).tolist()]
+        if short and len(short[0]) % self.num_replicas:  # pad as DistributedSampler does
+            missing = self.num_replicas - len(short[0]) % self.num_replicas
+            short[0] = short[0] + (order * missing)[:missing]
         return full + short
 
     def __iter__(self) -> Iterator[int]:
