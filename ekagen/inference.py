@@ -104,8 +104,8 @@ class Reporter:
         images = torch.from_numpy(pixels.astype(np.float32) / 255.0).repeat(1, views, 1, 1)
         mask_t = torch.from_numpy(masks)[:, None].repeat(1, views, 1, 1)
         images = adm_views(images.to(self.device), mask_t.to(self.device), self.adm)
-        knowledge_labels = (self.kb.most_likely_labels(result.probs[:, 0])
-                            if self.iek_rule == "likelihood" else predicted)
+        knowledge_labels = self.kb.diagnosis_labels(self.iek_rule, predicted,
+                                                    result.probs[:, 0])
         knowledge = torch.from_numpy(self.kb.lookup(knowledge_labels)).to(self.device)
         with torch.no_grad():
             seqs = beam_decode(self.generator, images, knowledge, self.vocab.bos_id,

@@ -48,20 +48,18 @@ def knowledge_labels(predicted: np.ndarray, truth: np.ndarray, gt_fraction: floa
 
 def diagnosed_knowledge_labels(diagnosis: pd.DataFrame, kb: KnowledgeBase,
                                rule: str) -> np.ndarray:
-    """The labels each study's knowledge is looked up by when the diagnosis decides it
-    (``iek.rule``): ``threshold`` takes the thresholded diagnosis (the 14 observation
-    columns), ``likelihood`` the known combination that the ``prob:<observation>`` columns
-    make most likely (:meth:`KnowledgeBase.most_likely_labels`)."""
-    if rule == "threshold":
-        return diagnosis[list(OBSERVATIONS)].to_numpy().astype(np.float32)
-    if rule != "likelihood":
-        raise ValueError(f"iek.rule must be 'likelihood' or 'threshold', got {rule!r}")
-    columns = [f"prob:{name}" for name in OBSERVATIONS]
-    missing = [c for c in columns if c not in diagnosis.columns]
-    if missing:
-        raise ValueError(f"the diagnosis table lacks {missing[:3]}...: iek.rule=likelihood "
-                         "needs the class probabilities (rerun `dvc repro adm`)")
-    return kb.most_likely_labels(diagnosis[columns].to_numpy())
+    """:meth:`KnowledgeBase.diagnosis_labels` of a diagnosis table (``adm`` stage): its 14
+    thresholded observation columns and, for ``likelihood``, its ``prob:<observation>``
+    columns."""
+    probabilities = None
+    if rule == "likelihood":
+        columns = [f"prob:{name}" for name in OBSERVATIONS]
+        missing = [c for c in columns if c not in diagnosis.columns]
+        if missing:
+            raise ValueError(f"the diagnosis table lacks {missing[:3]}...: iek.rule=likelihood "
+                             "needs the class probabilities (rerun `dvc repro adm`)")
+        probabilities = diagnosis[columns].to_numpy()
+    return kb.diagnosis_labels(rule, diagnosis[list(OBSERVATIONS)].to_numpy(), probabilities)
 
 
 @dataclass

@@ -238,13 +238,7 @@ def train_round(model: EKAGenerator, data: dict[str, ReportStudies], val_referen
         num_workers=cfg.workers, checkpoint_dir=checkpoint_dir, fingerprint=fingerprint,
         progress=progress, desc="train generator", length_pool=cfg.length_pool)
     lengths = report_lengths(data["train"], vocab.pad_id)
-    tokens_per_batch = None
-    if cfg.length_pool > 0:  # grouped batches: weigh every token alike (training/losses.py)
-        from ekagen.training.distributed import env_world
-
-        per_process = cfg.batch_size // env_world()[1]
-        tokens_per_batch = per_process * (float(np.mean(lengths)) - 1.0)  # targets drop bos
-    step = GenerationStep(cfg, gid, vocab.pad_id, teacher, tokens_per_batch)
+    step = GenerationStep(cfg, gid, vocab.pad_id, teacher)
     if cfg.backbone_lr <= 0:  # frozen before DDP wraps the model, so it never waits for them
         model.backbone.requires_grad_(False)
     if can_cache_features(model, cfg, teacher):
@@ -264,6 +258,9 @@ def train_round(model: EKAGenerator, data: dict[str, ReportStudies], val_referen
         on_epoch_end=on_epoch_end, lengths=lengths)
     if teacher is not None:
         step.teacher = teacher.to(trainer.device).eval().requires_grad_(False)
+    if cfg.length_pool > 0:  # grouped batches: weigh every token alike (training/losses.py)
+        per_process = cfg.batch_size // trainer.dist.world_size
+        step.tokens_per_batch = per_process * (float(np.mean(lengths)) - 1.0)  # targets drop bos
     return trainer.fit()
 
 

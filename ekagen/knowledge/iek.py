@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ekagen.config import IEK_RULES
 from ekagen.data.vocab import Vocabulary
 from ekagen.knowledge.pks import key_bits
 from ekagen.observations import NUM_OBSERVATIONS, OBSERVATIONS
@@ -255,8 +256,7 @@ class KnowledgeBase:
         knowledge text's CE micro-F1 from 0.854 to 0.857 on validation and from 0.830 to
         0.835 on test (README, "IEK lookup by likelihood"). Weighting keys by their support
         as a prior (``+ w log support``) scored lower at every w tried (0.25-1), so there is
-        none. Without any known combination the
-        probabilities are thresholded at 0.5.
+        none. Without any known combination the probabilities are thresholded at 0.5.
         """
         values = np.asarray(probabilities, dtype=np.float64)
         if values.ndim != 2 or values.shape[1] != NUM_OBSERVATIONS:
@@ -271,6 +271,19 @@ class KnowledgeBase:
         score = np.log(p) @ bits.T + np.log1p(-p) @ (1.0 - bits).T
         best = score.argmax(axis=1)  # first maximum = larger support, then smaller key
         return self.combo_bits[best].astype(np.float32)
+
+    def diagnosis_labels(self, rule: str, predicted: np.ndarray,
+                         probabilities: np.ndarray | None) -> np.ndarray:
+        """The labels a diagnosis looks its knowledge up by under ``iek.rule``: ``threshold``
+        takes the thresholded ``predicted`` labels, ``likelihood`` the
+        :meth:`most_likely_labels` of the class ``probabilities``."""
+        if rule not in IEK_RULES:
+            raise ValueError(f"iek.rule must be one of {IEK_RULES}, got {rule!r}")
+        if rule == "threshold":
+            return np.asarray(predicted, dtype=np.float32)
+        if probabilities is None:
+            raise ValueError("iek.rule=likelihood needs the class probabilities")
+        return self.most_likely_labels(probabilities)
 
     def lookup_details(self, labels: np.ndarray) -> list[IEKMatch]:
         """Which rule, key and RKS reports :meth:`lookup` used for each row."""
