@@ -7,7 +7,6 @@ aligned row for row with the table, decoded and resized once so no epoch re-deco
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -18,15 +17,13 @@ import pandas as pd
 from tqdm import tqdm
 
 from ekagen.config import DataConfig
-from ekagen.data.images import load_image
-from ekagen.data.records import SPLITS, RecordError, Rejections, StudyRecord
+from ekagen.data.artifacts import IMAGES_FILE, REJECTED_FILE, STUDIES_FILE, VOCAB_FILE
+from ekagen.data.images import ImageError, load_image
+from ekagen.data.records import REJECTED_COLUMNS, SPLITS, RecordError, Rejections, StudyRecord
 from ekagen.data.sources import load_studies
 from ekagen.data.text import clean_report
 from ekagen.data.vocab import Vocabulary
 from ekagen.observations import OBSERVATIONS
-
-STUDIES_FILE, VOCAB_FILE, IMAGES_FILE, REJECTED_FILE = (
-    "studies.parquet", "vocab.json", "images.npy", "rejected.csv")
 
 
 @dataclass
@@ -39,17 +36,19 @@ class Prepared:
 
 def _dedupe_and_clean(studies: list[StudyRecord], dataset: str,
                       rejections: Rejections) -> list[tuple[StudyRecord, str]]:
-    seen: dict[str, str] = {}
+    seen: dict[str, StudyRecord] = {}
     kept = []
     for study in studies:
-        if study.id in seen:
-            rejections.reject(study.file, study.id,
-                              f"duplicate id (first seen in {seen[study.id]})")
+        first = seen.setdefault(study.id, study)
+        if first is not study:  # both places named: either copy may be the one to fix
+            rejections.reject(study.file, study.id, f"duplicate id {study.id}: first "
+                              f"{first.place()}, again {study.place(beside=first)}",
+                              kind="duplicate_id")
             continue
-        seen[study.id] = study.file
         cleaned = clean_report(study.report, dataset)
         if not cleaned:
-            rejections.reject(study.file, study.id, "empty report after cleaning")
+            rejections.reject(study.file, study.id, "empty report after cleaning",
+                              kind="empty_report")
             continue
         kept.append((study, cleaned))
     return kept
@@ -104,7 +103,8 @@ def build_image_cache(tasks: list[tuple], workers: int, ids: list[str], files: l
 
     def collect(i: int, outcome: np.ndarray | Exception) -> None:
         if isinstance(outcome, Exception):
-            rejections.reject(files[i], ids[i], str(outcome))
+            rejections.reject(files[i], ids[i], str(outcome), kind=(
+                outcome.kind if isinstance(outcome, ImageError) else "image_error"))
             failed.append(i)
             results.append(None)
         else:
@@ -134,7 +134,7 @@ def _safe_render(task: tuple) -> np.ndarray | Exception:
         return exc
 
 
-def prepare(cfg: DataConfig, seed: int) -> Prepared:
+def prepare(cfg: DataConfig, seed: int, workers: int = 1) -> Prepared:
     """Load, clean, label, split and cache the studies named by ``cfg``."""
     from ekagen.labeler import label_reports
 
@@ -169,7 +169,7 @@ def prepare(cfg: DataConfig, seed: int) -> Prepared:
         **{f"label_{i}": labels[:, i] for i in range(len(OBSERVATIONS))},
     })
     tasks = _image_tasks(table, cfg, seed, [s.report for s in studies])
-    images, failed = build_image_cache(tasks, cfg.workers, table["id"].tolist(),
+    images, failed = build_image_cache(tasks, workers, table["id"].tolist(),
                                        [s.file for s in studies], rejections)
     table = table.drop(index=failed).reset_index(drop=True)
     table = table.rename(columns={f"label_{i}": n for i, n in enumerate(OBSERVATIONS)})
@@ -192,7 +192,8 @@ def prepare_metrics(prepared: Prepared, cfg: DataConfig) -> dict:
         prevalence[name] = {"positive": round(float((column == 1).mean()), 4),
                             "uncertain": round(float((column == -1).mean()), 4),
                             "negative": round(float((column == 0).mean()), 4)}
-    reasons = Counter(row["problem"].split(" (")[0] for row in prepared.rejections.rows)
+    # keyed by kind, never by problem text: that holds paths, which MLflow refuses as names
+    reasons = Counter(row["kind"] for row in prepared.rejections.rows)
     return {
         "source": cfg.source,
         "studies": int(len(table)),
@@ -203,7 +204,7 @@ def prepare_metrics(prepared: Prepared, cfg: DataConfig) -> dict:
         "mean_report_tokens": round(float(table["report"].str.split().str.len().mean()), 2),
         "label_prevalence": prevalence,
         "rejected": int(len(prepared.rejections)),
-        "rejected_by_problem": dict(reasons),
+        "rejected_by_problem": dict(sorted(reasons.items())),
         "excluded_by_rule": dict(prepared.rejections.excluded),
     }
 
@@ -213,27 +214,8 @@ def write_prepared(prepared: Prepared, out_dir: Path) -> None:
     prepared.studies.to_parquet(out_dir / STUDIES_FILE, index=False)
     prepared.vocab.save(out_dir / VOCAB_FILE)
     np.save(out_dir / IMAGES_FILE, prepared.images, allow_pickle=False)
-    pd.DataFrame(prepared.rejections.rows, columns=["file", "record", "problem"]).to_csv(
+    pd.DataFrame(prepared.rejections.rows, columns=list(REJECTED_COLUMNS)).to_csv(
         out_dir / REJECTED_FILE, index=False)
 
 
-def load_studies_table(prepared_dir: Path) -> pd.DataFrame:
-    path = Path(prepared_dir) / STUDIES_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: prepared studies missing; run `dvc repro prepare`")
-    return pd.read_parquet(path)
-
-
-def load_images(prepared_dir: Path, mmap: bool = True) -> np.ndarray:
-    """The image cache, memory-mapped by default so workers share pages instead of copying."""
-    return np.load(Path(prepared_dir) / IMAGES_FILE, mmap_mode="r" if mmap else None,
-                   allow_pickle=False)
-
-
-def dump_json(payload: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
-
-
-__all__ = ["prepare", "prepare_metrics", "write_prepared", "load_studies_table", "load_images",
-           "RecordError", "dump_json"]
+__all__ = ["prepare", "prepare_metrics", "write_prepared", "RecordError"]

@@ -70,7 +70,7 @@ def _select_views(images: list[str], views: list[int], file: str, record: str,
     missing = [v for v in views if v >= len(images)]
     if missing:
         rejections.reject(file, record, f"has {len(images)} image(s); data.views asks for view "
-                                        f"{missing[0]}")
+                                        f"{missing[0]}", kind="too_few_images")
         return None
     return [images[v] for v in views]
 
@@ -137,9 +137,8 @@ def load_r2gen(cfg: DataConfig, rejections: Rejections) -> list[StudyRecord]:
     studies = []
     for split, entries in payload.items():
         for i, entry in enumerate(entries):
-            where = f"{split}[{i}]"
-            record = _r2gen_entry(entry, split, where, str(path), root_resolved, cfg, chexpert,
-                                  rejections)
+            record = _r2gen_entry(entry, split, f"{split}[{i}]", str(path), root_resolved, cfg,
+                                  chexpert, rejections)
             if record is not None:
                 studies.append(record)
     return studies
@@ -148,49 +147,55 @@ def load_r2gen(cfg: DataConfig, rejections: Rejections) -> list[StudyRecord]:
 def _r2gen_entry(entry: object, split: str, where: str, file: str, root: Path, cfg: DataConfig,
                  chexpert: dict | None, rejections: Rejections) -> StudyRecord | None:
     if not isinstance(entry, dict):
-        rejections.reject(file, where, f"entry must be an object, got {type(entry).__name__}")
+        rejections.reject(file, where, f"entry must be an object, got {type(entry).__name__}",
+                          kind="bad_entry")
         return None
     study_id = entry.get("id")
     if not isinstance(study_id, str | int) or str(study_id).strip() == "":
-        rejections.reject(file, where, "missing or empty 'id'")
+        rejections.reject(file, where, "missing or empty 'id'", kind="missing_id")
         return None
-    where = f"{where} (id {study_id})"
+    record = f"{where} (id {study_id})"
     report, images = entry.get("report"), entry.get("image_path")
     if not isinstance(report, str):
-        rejections.reject(file, where, "missing or non-string 'report'")
+        rejections.reject(file, record, "missing or non-string 'report'", kind="bad_report")
         return None
     if not isinstance(images, list) or not images or not all(isinstance(p, str) for p in images):
-        rejections.reject(file, where, "'image_path' must be a non-empty list of strings")
+        rejections.reject(file, record, "'image_path' must be a non-empty list of strings",
+                          kind="bad_image_path")
         return None
     declared = entry.get("split", split)
     if declared not in SPLITS:
-        rejections.reject(file, where, f"unknown split {declared!r} (expected one of {SPLITS})")
+        rejections.reject(file, record, f"unknown split {declared!r} (expected one of {SPLITS})",
+                          kind="bad_split")
         return None
     if declared != split:
-        rejections.reject(file, where, f"listed under {split!r} but says split {declared!r}")
+        rejections.reject(file, record, f"listed under {split!r} but says split {declared!r}",
+                          kind="split_mismatch")
         return None
-    chosen = _select_views(images, cfg.views, file, where, rejections)
+    chosen = _select_views(images, cfg.views, file, record, rejections)
     if chosen is None:
         return None
     for image in chosen:
         target = (root / image).resolve()
         if not target.is_relative_to(root):
-            rejections.reject(file, where, f"image path {image!r} escapes the image folder")
+            rejections.reject(file, record, f"image path {image!r} escapes the image folder",
+                              kind="image_outside_folder")
             return None
         if not target.is_file():
-            rejections.reject(file, where, f"image {target} does not exist")
+            rejections.reject(file, record, f"image {target} does not exist",
+                              kind="missing_image")
             return None
     labels, source = None, "labeler"
     if chexpert is not None:
         key = (_strip_prefix(str(entry.get("subject_id", ""))),
                _strip_prefix(str(entry.get("study_id", ""))))
         if key not in chexpert:
-            rejections.reject(file, where, f"no CheXpert labels for subject/study {key} in "
-                                           f"{cfg.chexpert_csv}")
+            rejections.reject(file, record, f"no CheXpert labels for subject/study {key} in "
+                                            f"{cfg.chexpert_csv}", kind="missing_labels")
             return None
         labels, source = chexpert[key], "chexpert_csv"
     return StudyRecord(id=str(study_id), report=report, images=chosen, file=file, split=split,
-                       labels=labels, label_source=source, image_root=str(root))
+                       labels=labels, label_source=source, image_root=str(root), where=where)
 
 
 LOADERS = {"iu_phantom": load_iu_phantom, "r2gen": load_r2gen, "openi": load_openi}
