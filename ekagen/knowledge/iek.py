@@ -1,9 +1,9 @@
 """Instance-level Expert Knowledge (IEK): diagnosed labels -> token ids of expert reports.
 
 Training, evaluation and the CLI all turn a diagnosis (14 predicted 0/1 labels) into the token
-sequence of RKS reports that the decoder fuses (EKAGEN.md, point 6). The authors' code looked
-the 14-bit tuple up in a dict and raised ``KeyError`` for any combination unseen in training;
-:class:`KnowledgeBase` always answers, by the rule documented on :meth:`KnowledgeBase.lookup`.
+sequence of RKS reports that the decoder fuses. The authors' code looked the 14-bit tuple up in
+a dict and raised ``KeyError`` for any combination unseen in training; :class:`KnowledgeBase`
+always answers, by the rule documented on :meth:`KnowledgeBase.lookup`.
 """
 
 from __future__ import annotations
@@ -252,11 +252,11 @@ class KnowledgeBase:
         Why: thresholding each class on its own and then taking the nearest known key
         ignores how sure the classifier was. With one uncertain class, the likelihood picks
         the combination whose other bits the classifier is confident about, and it never
-        lands on a combination no training report has. On the default data this raised the
-        knowledge text's CE micro-F1 from 0.854 to 0.857 on validation and from 0.830 to
-        0.835 on test (README, "IEK lookup by likelihood"). Weighting keys by their support
-        as a prior (``+ w log support``) scored lower at every w tried (0.25-1), so there is
-        none. Without any known combination the probabilities are thresholded at 0.5.
+        lands on a combination no training report has. The knowledge it selects scored
+        higher than the threshold rule's on the default data (README, "IEK lookup by
+        likelihood"). A prior weighting keys by their support (``+ w log support``) scored
+        lower, so there is none. Without any known combination the probabilities are
+        thresholded at 0.5.
         """
         values = np.asarray(probabilities, dtype=np.float64)
         if values.ndim != 2 or values.shape[1] != NUM_OBSERVATIONS:
@@ -288,8 +288,3 @@ class KnowledgeBase:
     def lookup_details(self, labels: np.ndarray) -> list[IEKMatch]:
         """Which rule, key and RKS reports :meth:`lookup` used for each row."""
         return self._resolve(labels, details=True)[0]
-
-    def lookup_keys(self, labels: np.ndarray) -> list[str]:
-        """The key used per row (see :class:`IEKMatch`); ``""`` for the empty fallback."""
-        return [m.key for m in self._resolve(labels, details=True)[0]]
-

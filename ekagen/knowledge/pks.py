@@ -1,6 +1,6 @@
 """Preliminary Knowledge Support (PKS): the centre of the reports that carry a key.
 
-Two levels of key (EKAGEN.md, point 3):
+Two levels of key:
 
 - ``"observation"``: one of the 14 CheXpert observations; its members are the training reports
   positive (== 1) for it. Optionally split into ``n_sub_centres`` sub-centres by k-means, to
@@ -64,13 +64,6 @@ def positive_mask(labels: pd.DataFrame | np.ndarray) -> np.ndarray:
 def combination_key(positive: np.ndarray) -> str:
     """The 14-character key of one positive mask, e.g. ``"00000000100000"`` for No Finding."""
     return "".join("1" if bit else "0" for bit in np.asarray(positive, dtype=bool).ravel())
-
-
-def combination_keys(positive: np.ndarray) -> np.ndarray:
-    """Keys of every row of an ``(n, 14)`` positive mask, as an object array of strings."""
-    positive = np.asarray(positive, dtype=bool)
-    chars = np.where(positive, "1", "0")
-    return np.array(["".join(row) for row in chars], dtype=object)
 
 
 def key_bits(key: str) -> np.ndarray:

@@ -1,8 +1,8 @@
 """Rectified Knowledge Support (RKS): the real training reports nearest to each PKS centre.
 
-A centre is an average and may resemble no actual report ("feature disruption", EKAGEN.md
-point 4), so each PKS key is replaced by the ``k`` training reports **that carry the key**
-(its ``members``) with the highest cosine similarity to the centre. Cosine, not inner product
+A centre is an average and may resemble no actual report (the paper's "feature disruption"),
+so each PKS key is replaced by the ``k`` training reports **that carry the key** (its
+``members``) with the highest cosine similarity to the centre. Cosine, not inner product
 with the raw centre: for unit-norm reports the two rank identically (the centre's length is a
 common factor), but cosine gives a distance that is comparable across keys:
 ``distance = 1 - cos(report, centre)``, in [0, 2].

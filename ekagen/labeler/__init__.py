@@ -9,8 +9,9 @@ The labeler works on raw report text and on R2Gen-cleaned text (lower case, punc
 stripped, sentences joined by " . ") alike: both are normalised to the same word sequence, and
 words that cleaning glued together when it deleted a slash ("scarringatelectasis") are split
 again. IU X-Ray anonymisation tokens ("XXXX") are ordinary words, used where they stand for an
-angle or a device ("costophrenic XXXX", "sternotomy XXXX"). It needs no model, no download, and
-labels the 3,955 IU X-Ray reports in about a second on one core (sentences are cached).
+angle or a device ("costophrenic XXXX", "sternotomy XXXX"). It needs no model and no download,
+and sentences are cached, since reports repeat the same normal sentences: labelling a whole
+corpus is cheap enough to run inside ``prepare`` and for every evaluation.
 
 Design choices (where labelers differ)
 --------------------------------------

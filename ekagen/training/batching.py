@@ -1,13 +1,14 @@
 """Length-grouped batches: shuffled training order with little padding.
 
 A batch of reports is as long as its longest report (shorter ones are padded and then
-ignored by the loss), so random batches waste compute: on the default IU data the longest of
-8 random training reports averages 62 tokens against a mean of 37, i.e. 40% of the decoder's
-positions are padding. :class:`LengthGroupedSampler` shuffles, cuts the order into pools of
-``pool`` global batches, sorts each pool by length, cuts it into batches and shuffles the
-batches again. Each step still sees a random set of studies (within a pool), and every study
-is drawn exactly once per epoch, as with a plain shuffle; only which studies share a batch
-changes. ``benchmarks/batching.py`` measures the time it saves.
+ignored by the loss), so random batches waste compute: report lengths vary widely (short
+normal reports, long abnormal ones), and every short report batched with a long one is padded
+to its length (README, "Length-grouped batches", for how much on the default data).
+:class:`LengthGroupedSampler` shuffles, cuts the order into pools of ``pool`` global batches,
+sorts each pool by length, cuts it into batches and shuffles the batches again. Each step
+still sees a random set of studies (within a pool), and every study is drawn exactly once per
+epoch, as with a plain shuffle; only which studies share a batch changes.
+``benchmarks/batching.py`` measures the time it saves.
 
 It also replaces ``DistributedSampler`` under ``torchrun``: every process builds the same
 global batches (the order depends on ``seed`` and the epoch only) and takes its own slice of

@@ -22,6 +22,7 @@ from ekagen.attention.adm import (
 )
 from ekagen.attention.gallery import save_gallery
 from ekagen.observations import OBSERVATIONS
+from tests.pictures import rgb_pixels
 
 
 def _cams() -> torch.Tensor:
@@ -143,9 +144,51 @@ def test_diagnosis_table_and_study_diagnosis(tmp_path):
     assert summary["fraction_empty"] == 0.75 and summary["images"] == 4
 
 
-def test_gallery_writes_png(tmp_path):
-    images = np.random.default_rng(0).integers(0, 255, (3, 16, 16)).astype(np.uint8)
+
+
+def _square(rgb: np.ndarray, grey: int) -> tuple[int, int, int, int]:
+    """(top, left, height, width) of the region drawn in the flat ``grey`` (rows and columns
+    with at least 20 such pixels, so caption anti-aliasing does not count)."""
+    hits = (np.abs(rgb - grey).max(axis=-1) <= 1)
+    rows = np.flatnonzero(hits.sum(axis=1) >= 20)
+    cols = np.flatnonzero(hits.sum(axis=0) >= 20)
+    assert len(rows) and len(cols), f"no panel drawn in grey {grey}"
+    return rows[0], cols[0], rows[-1] + 1 - rows[0], cols[-1] + 1 - cols[0]
+
+
+def test_gallery_draws_each_image_with_its_own_mask_in_red(tmp_path):
+    greys = (90, 140, 190)  # one flat image per panel, so each panel can be found by colour
+    images = np.stack([np.full((16, 16), g, np.uint8) for g in greys])
     masks = np.zeros((3, 16, 16), bool)
-    masks[0, 4:8, 4:8] = True
-    path = save_gallery(tmp_path / "g.png", images, masks, ["a", "b", "c"], columns=2)
-    assert path.stat().st_size > 1000
+    masks[0, 2:6, 8:14] = True  # top right, wider than tall (a transpose would show)
+    masks[1, 10:14, 1:5] = True  # bottom left
+    # image 2: empty mask, no overlay
+    path = save_gallery(tmp_path / "g.png", images, masks, ["a", "b\nsecond line", "c"],
+                        columns=2)
+    rgb = rgb_pixels(path)
+    assert rgb.shape == (2 * 400, 2 * 320, 3)  # 2 x 2 panels of 3.2 x 4.0 in at 100 dpi
+    red = (rgb[..., 0] - rgb[..., 1:].max(axis=-1)) > 40
+    expected_red = np.zeros(rgb.shape[:2], bool)
+    panels = []
+    for i, grey in enumerate(greys):
+        top, left, height, width = _square(rgb, grey)
+        panels.append((top, left))
+        assert abs(height - width) <= 2 and width > 200  # the 16 x 16 image, square and large
+        cell = width / 16
+        if masks[i].any():
+            r, c = np.nonzero(masks[i])
+            r0, r1 = round(top + r.min() * cell), round(top + (r.max() + 1) * cell)
+            c0, c1 = round(left + c.min() * cell), round(left + (c.max() + 1) * cell)
+            region = red[r0:r1, c0:c1]
+            assert region.mean() > 0.9, f"panel {i}: mask not overlaid in red"
+            expected_red[max(r0 - 2, 0) : r1 + 2, max(c0 - 2, 0) : c1 + 2] = True
+            area = (r1 - r0) * (c1 - c0)
+        else:
+            area = 0
+        # outside the mask the image is shown unchanged, in its own grey
+        shown = np.abs(rgb[top : top + height, left : left + width] - grey).max(axis=-1) <= 1
+        assert abs(shown.sum() - (height * width - area)) < 0.03 * height * width, i
+    assert red.sum() > 0 and not (red & ~expected_red).any()  # no red outside the masks
+    # panels in reading order: 0 | 1 on the first row, 2 below 0
+    (t0, l0), (t1, l1), (t2, l2) = panels
+    assert abs(t0 - t1) <= 2 and l1 > l0 + 200 and t2 > t0 + 300 and abs(l2 - l0) <= 2

@@ -43,14 +43,3 @@ def test_packaged_model_embeds_offline() -> None:
     np.testing.assert_allclose(vectors[0], vectors[3], atol=1e-5)  # batching/order invariant
     assert emb.load_encoder() is emb.load_encoder()  # cached per (model, device)
     assert emb.embed_texts([], progress=False).shape == (0, 384)
-
-
-def test_embeddings_round_trip(tmp_path) -> None:
-    vectors = np.random.default_rng(0).random((3, 5), dtype=np.float32)
-    path = tmp_path / "sub" / "embeddings.npz"
-    emb.save_embeddings(path, ["a", "b", "c"], vectors)
-    ids, loaded = emb.load_embeddings(path)
-    assert ids == ["a", "b", "c"]
-    np.testing.assert_array_equal(loaded, vectors)
-    with pytest.raises(ValueError):
-        emb.save_embeddings(path, ["a"], vectors)
