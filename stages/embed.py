@@ -6,19 +6,15 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from ekagen.config import EmbedConfig, as_flat_dict, section
-from ekagen.data.prepare import dump_json, load_studies_table
-from ekagen.knowledge import build_index, embed_texts, save_index
-from ekagen.knowledge.embedding import resolve_device
+from ekagen.config import EmbedConfig, as_flat_dict
+from ekagen.data.artifacts import dump_json, load_studies_table
+from ekagen.knowledge.embedding import embed_texts, resolve_device
+from ekagen.knowledge.index import build_index, save_index
 from ekagen.knowledge.store import EMBEDDINGS_FILE, INDEX_FILE, write_embeddings
 from ekagen.tracking import log_metrics_flat, stage_run
 from stages.common import parse, stage_parser
 
-
-def use_gpu_flag(value: str) -> bool | str:
-    if value not in ("auto", "true", "false"):
-        raise ValueError(f"params.yaml embed.use_gpu must be auto, true or false, got {value!r}")
-    return {"auto": "auto", "true": True, "false": False}[value]
+PARAMS = ("seed", "embed")
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -26,19 +22,20 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--prepared", default="data/prepared")
     parser.add_argument("--out", default="data/knowledge")
     parser.add_argument("--metrics", default="metrics/embed.json")
-    args, params = parse(parser, argv)
-    cfg = section(params, "embed", EmbedConfig)
+    args, params = parse(parser, argv, PARAMS)
+    cfg = params.section("embed", EmbedConfig)
+    runtime = params.runtime
     studies = load_studies_table(Path(args.prepared))
     train = studies[studies["split"] == "train"].reset_index(drop=True)
     out = Path(args.out)
     with stage_run("embed", as_flat_dict(cfg, "embed.")) as mlflow:
         start = time.perf_counter()
-        vectors = embed_texts(train["report"].tolist(), cfg.model, cfg.batch_size,
-                              resolve_device(cfg.device))
+        vectors = embed_texts(train["report"].tolist(), cfg.model, runtime.batch_size,
+                              resolve_device(runtime.device))
         embed_seconds = time.perf_counter() - start
         start = time.perf_counter()
         index = build_index(vectors, cfg.index, cfg.nlist or None, cfg.nprobe, cfg.hnsw_m,
-                            cfg.ef_search, use_gpu_flag(cfg.use_gpu), seed=params.get("seed", 42))
+                            cfg.ef_search, runtime.faiss_gpu, seed=params.seed)
         index_seconds = time.perf_counter() - start
         write_embeddings(out / EMBEDDINGS_FILE, train, vectors)
         save_index(index, out / INDEX_FILE)

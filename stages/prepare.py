@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from ekagen.config import DataConfig, as_flat_dict, section
+from ekagen.config import DataConfig, as_flat_dict
+from ekagen.data.artifacts import dump_json
 from ekagen.data.phantom import save_contact_sheet
-from ekagen.data.prepare import dump_json, prepare, prepare_metrics, write_prepared
+from ekagen.data.prepare import prepare, prepare_metrics, write_prepared
 from ekagen.tracking import log_metrics_flat, stage_run
 from stages.common import parse, stage_parser
+
+PARAMS = ("seed", "data")
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -17,11 +20,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--out", default="data/prepared")
     parser.add_argument("--metrics", default="metrics/prepare.json")
     parser.add_argument("--contact-sheet", default="metrics/plots/phantom_contact_sheet.png")
-    args, params = parse(parser, argv)
-    cfg = section(params, "data", DataConfig)
-    seed = params.get("seed", 42)
+    args, params = parse(parser, argv, PARAMS)
+    cfg = params.section("data", DataConfig)
+    seed = params.seed
     with stage_run("prepare", {"seed": seed, **as_flat_dict(cfg, "data.")}) as mlflow:
-        prepared = prepare(cfg, seed)
+        prepared = prepare(cfg, seed, params.runtime.workers)
         write_prepared(prepared, Path(args.out))
         metrics = prepare_metrics(prepared, cfg)
         dump_json(metrics, Path(args.metrics))

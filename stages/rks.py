@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from ekagen.config import DataConfig, RksConfig, as_flat_dict, section
-from ekagen.data.prepare import dump_json
+from ekagen.config import RksConfig, as_flat_dict
+from ekagen.data.artifacts import dump_json
 from ekagen.data.vocab import Vocabulary
-from ekagen.knowledge import build_rks, knowledge_metrics, load_index
+from ekagen.knowledge.index import load_index
 from ekagen.knowledge.plots import plot_embedding_projection
+from ekagen.knowledge.rks import build_rks, knowledge_metrics
 from ekagen.knowledge.store import (
     EMBEDDINGS_FILE,
     INDEX_FILE,
@@ -23,6 +24,8 @@ from ekagen.observations import OBSERVATIONS
 from ekagen.tracking import log_metrics_flat, stage_run
 from stages.common import parse, stage_parser
 
+PARAMS = ("seed", "data.max_length", "rks")
+
 
 def main(argv: Sequence[str] | None = None) -> dict:
     parser = stage_parser(__doc__)
@@ -30,11 +33,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--knowledge", default="data/knowledge")
     parser.add_argument("--metrics", default="metrics/knowledge.json")
     parser.add_argument("--plot", default="metrics/plots/knowledge_projection.png")
-    args, params = parse(parser, argv)
-    cfg = section(params, "rks", RksConfig)
-    data = section(params, "data", DataConfig)
-    if cfg.search not in ("index", "exact"):
-        raise ValueError(f"params.yaml rks.search must be index or exact, got {cfg.search!r}")
+    args, params = parse(parser, argv, PARAMS)
+    cfg = params.section("rks", RksConfig)
+    max_length = params.value("data.max_length")
     folder = Path(args.knowledge)
     table, vectors = read_embeddings(folder / EMBEDDINGS_FILE)
     pks = read_table(folder / PKS_FILE, "pks")
@@ -42,13 +43,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
     index = load_index(folder / INDEX_FILE) if cfg.search == "index" else None
     with stage_run("rks", as_flat_dict(cfg, "rks.")) as mlflow:
         rks = build_rks(pks, vectors, table["id"].tolist(), table["report"].tolist(), vocab,
-                        index, cfg.k, data.max_length, cfg.candidates)
+                        index, 1, max_length, cfg.candidates)
         write_table(folder / RKS_FILE, rks)
         skipped = [name for name in OBSERVATIONS if name not in set(pks["observation"])]
         metrics = knowledge_metrics(pks, rks, len(table), skipped)
         dump_json(metrics, Path(args.metrics))
         plot_embedding_projection(vectors, table[list(OBSERVATIONS)], pks, rks, args.plot,
-                                  method=cfg.projection, seed=params.get("seed", 42))
+                                  method=cfg.projection, seed=params.seed)
         log_metrics_flat(mlflow, {k: v for k, v in metrics.items() if not isinstance(v, list)})
         mlflow.log_artifact(args.plot)
         mlflow.log_artifact(args.metrics)

@@ -1,8 +1,8 @@
 """DVC stage ``train@<round>``: one GID round of the generator -> data/gid/<round>.
 
-The round and its teacher come from ``gid.rounds`` in params.yaml (DVC's ``foreach`` expands
-one stage per round; each round names its predecessor because templates cannot compute k-1).
-Under ``torchrun`` every process trains, rank 0 alone writes outputs and logs.
+The round and its teacher come from ``gid.rounds`` in params.yaml (see
+:mod:`ekagen.generation.rounds`). Under ``torchrun`` every process trains, rank 0 alone
+writes outputs and logs.
 """
 
 from __future__ import annotations
@@ -15,64 +15,43 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from ekagen.attention.adm import load_masks, load_study_diagnosis
-from ekagen.config import GidConfig, IekConfig, TrainConfig, as_flat_dict, section
-from ekagen.data.prepare import dump_json, load_images, load_studies_table
+from ekagen.config import (
+    AdmConfig,
+    DecodeConfig,
+    GeneratorConfig,
+    GidConfig,
+    IekConfig,
+    TrainConfig,
+    as_flat_dict,
+)
+from ekagen.data.artifacts import dump_json, load_images, load_studies_table
 from ekagen.data.vocab import Vocabulary
 from ekagen.generation.checkpoint import load_generator, save_generator
 from ekagen.generation.data import build_datasets
+from ekagen.generation.rounds import (
+    NO_TEACHER,
+    resolve_backbone_weights,
+    round_teacher,
+    start_from_teacher,
+)
 from ekagen.generation.train import round_fingerprint, train_round
+from ekagen.inference import ReportWriter
 from ekagen.knowledge.iek import KnowledgeBase
 from ekagen.knowledge.store import RKS_FILE, read_table
-from ekagen.models.generator import GeneratorConfig, build_generator
+from ekagen.models.generator import build_generator
 from ekagen.tracking import epoch_logger, log_metrics_flat, stage_run
 from stages.common import parse, stage_parser
 
-NO_TEACHER = "none"
-
-
-def round_teacher(gid: GidConfig, round_key: str, gid_dir: Path) -> str | None:
-    """Validate ``gid.rounds`` for ``round_key``; returns the teacher round or None."""
-    if round_key not in gid.rounds:
-        raise ValueError(f"params.yaml gid.rounds has no round {round_key!r} "
-                         f"(rounds: {sorted(gid.rounds)})")
-    spec = gid.rounds[round_key] or {}
-    teacher = str(spec.get("teacher", NO_TEACHER))
-    if teacher == NO_TEACHER:
-        return None
-    if teacher not in gid.rounds or teacher == round_key:
-        raise ValueError(f"params.yaml gid.rounds.{round_key}.teacher: {teacher!r} is not "
-                         "another round")
-    expected = (gid_dir / teacher).as_posix()
-    if spec.get("after") != expected:
-        raise ValueError(f"params.yaml gid.rounds.{round_key}.after must be {expected!r} so "
-                         "DVC runs the teacher's round first")
-    return teacher
-
-
-def backbone_weights(cfg: GeneratorConfig, classifier_dir: Path) -> GeneratorConfig:
-    """``model.backbone_weights: classifier`` = the pipeline's own trained DiagnosisBot."""
-    if cfg.backbone_weights != "classifier":
-        return cfg
-    return GeneratorConfig(**{**cfg.to_dict(),
-                              "backbone_weights": str(classifier_dir / "model.safetensors")})
-
-
-def start_from_teacher(model, teacher, teacher_dir: Path) -> None:
-    """GID's iterative optimisation: the student of round k starts from round k-1's weights
-    and goes on learning under its distillation (``gid.student_init: teacher``)."""
-    try:  # strict loading already checks that every key and shape matches
-        model.load_state_dict(teacher.state_dict())
-    except RuntimeError as exc:
-        raise ValueError(f"{teacher_dir}: the teacher's architecture differs from params.yaml "
-                         "model; rerun its round or set gid.student_init: scratch") from exc
+PARAMS = ("seed", "model", "train", "iek", "adm", "decode", "gid.delta", "gid.temperature",
+          "gid.swap_views", "gid.student_init", "gid.rounds.${key}")
+CURVE_COLUMNS = ["epoch", "train_loss", "val_bleu4", "val_ce_micro_f1", "val_ce_bleu4",
+                 "val_mean_length", "lr"]
 
 
 def write_curve(history: list[dict], path: Path) -> None:
-    keys = ["epoch", "train_loss", "val_bleu4", "val_ce_micro_f1", "val_ce_bleu4",
-            "val_mean_length"]
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=keys, extrasaction="ignore")
+        writer = csv.DictWriter(handle, fieldnames=CURVE_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(history)
 
@@ -88,12 +67,15 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--ckpt-dir", default="data/gid_ckpt")
     parser.add_argument("--metrics-dir", default="metrics/train")
     parser.add_argument("--no-progress", action="store_true")
-    args, params = parse(parser, argv)
-    seed = params.get("seed", 42)
-    cfg = section(params, "train", TrainConfig)
-    gid = section(params, "gid", GidConfig)
-    iek = section(params, "iek", IekConfig)
-    model_cfg = backbone_weights(section(params, "model", GeneratorConfig), Path(args.classifier))
+    args, params = parse(parser, argv, PARAMS)
+    seed, runtime = params.seed, params.runtime
+    cfg = params.section("train", TrainConfig)
+    gid = params.section("gid", GidConfig)
+    iek = params.section("iek", IekConfig)
+    adm = params.section("adm", AdmConfig)
+    decode = params.section("decode", DecodeConfig)
+    model_cfg = resolve_backbone_weights(params.section("model", GeneratorConfig),
+                                         Path(args.classifier))
     gid_dir = Path(args.gid_dir)
     teacher_key = round_teacher(gid, args.round_key, gid_dir)
     is_main = int(os.environ.get("RANK", "0")) == 0
@@ -106,8 +88,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         raise ValueError(f"ADM masks are {size} px but the image cache is {images.shape[-1]} px")
     diagnosis = load_study_diagnosis(args.adm)
     rks = read_table(Path(args.knowledge) / RKS_FILE, "rks")
-    kb = KnowledgeBase.from_rks(rks, model_cfg.max_length,
-                                max_hamming=iek.hamming_limit)
+    kb = KnowledgeBase.from_rks(rks, model_cfg.max_length, max_hamming=iek.hamming_limit)
     data = build_datasets(studies, images, packed, diagnosis, kb, vocab, model_cfg.max_length,
                           cfg.knowledge_gt_fraction, seed, findings_repeat=cfg.findings_repeat,
                           iek_rule=iek.rule)
@@ -119,17 +100,19 @@ def main(argv: Sequence[str] | None = None) -> dict:
     model = build_generator(model_cfg, len(vocab), images.shape[1], vocab.pad_id)
     if teacher is not None and gid.student_init == "teacher":
         start_from_teacher(model, teacher, gid_dir / teacher_key)
-    fingerprint = round_fingerprint(model_cfg, cfg, gid, iek, args.round_key, teacher_key, seed,
-                                    len(studies), len(vocab))
+    writer = ReportWriter(model, vocab, kb, iek, adm, decode, batch_size=runtime.batch_size)
+    fingerprint = round_fingerprint(model_cfg, cfg, gid, iek, adm, decode, args.round_key,
+                                    teacher_key, seed, len(studies), len(vocab))
     flat = {"seed": seed, "round": args.round_key, "teacher": teacher_key or NO_TEACHER,
             **as_flat_dict(model_cfg, "model."), **as_flat_dict(cfg, "train."),
+            **as_flat_dict(adm, "adm."), **as_flat_dict(decode, "decode."),
             "gid.delta": gid.delta, "gid.temperature": gid.temperature,
             "gid.swap_views": gid.swap_views, "gid.student_init": gid.student_init}
     tracking = stage_run("train", flat, round_key=args.round_key) if is_main else nullcontext()
     with tracking as mlflow:
         log_epoch = epoch_logger(mlflow)
         start = time.perf_counter()
-        result = train_round(model, data, val_refs, vocab, cfg, gid, seed, teacher,
+        result = train_round(model, data, val_refs, writer, cfg, gid, runtime, seed, teacher,
                              str(Path(args.ckpt_dir) / args.round_key), fingerprint, log_epoch,
                              progress=not args.no_progress)
         seconds = time.perf_counter() - start
@@ -138,17 +121,16 @@ def main(argv: Sequence[str] | None = None) -> dict:
         for record in result.history[: result.resumed_from]:
             log_epoch(record)  # epochs done before an interruption, for a complete curve
         out_dir = gid_dir / args.round_key
-        save_generator(result.model, out_dir, vocab, {
+        save_generator(result.model, out_dir, vocab, adm, iek, {
             "round": args.round_key, "teacher": teacher_key, "image_size": int(images.shape[-1]),
-            "adm": {"enabled": cfg.adm, "theta": cfg.theta, "gamma": cfg.gamma, "beta": cfg.beta},
-            "iek_max_hamming": iek.max_hamming, "iek_rule": iek.rule,
             "best_epoch": result.best_epoch})
         best = next(r for r in result.history if r["epoch"] == result.best_epoch)
         epochs_run = len(result.history) - result.resumed_from
         metrics = {"round": args.round_key, "teacher": teacher_key or NO_TEACHER,
                    "best_epoch": result.best_epoch, "epochs": len(result.history),
                    "resumed_from": result.resumed_from, "stopped_early": result.stopped_early,
-                   "select_metric": cfg.select_metric, "best": {
+                   "select_metric": cfg.select_metric, "precision": result.precision,
+                   "torch": torch.__version__, "seed": seed, "best": {
                        k: v for k, v in best.items() if k.startswith("val_") or k == "train_loss"},
                    "seconds": round(seconds, 1),
                    "studies_per_second": round(len(data["train"]) * max(epochs_run, 0)
@@ -159,7 +141,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         log_metrics_flat(mlflow, {"best": metrics["best"], "best_epoch": result.best_epoch})
         mlflow.log_artifacts(str(out_dir), artifact_path="model")
     print(f"round {args.round_key}: best epoch {result.best_epoch} "
-          f"{cfg.select_metric}={best.get('val_' + cfg.select_metric)} -> {out_dir}")
+          f"{cfg.select_metric}={best.get('val_' + cfg.select_metric)} ({result.precision}) "
+          f"-> {out_dir}")
     return metrics
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,9 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO, tiny_params, write_params
-
-COPIED = ["dvc.yaml", "stages", "ekagen", ".dvcignore"]
+from tests.conftest import copy_pipeline, tiny_params, write_params
 
 
 def _run(cmd: list[str], cwd: Path, env: dict, stdout_only: bool = False) -> str:
@@ -25,14 +22,7 @@ def _run(cmd: list[str], cwd: Path, env: dict, stdout_only: bool = False) -> str
 
 @pytest.fixture(scope="module")
 def tiny_repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    root = tmp_path_factory.mktemp("pipeline")
-    for name in COPIED:
-        source = REPO / name
-        if source.is_dir():
-            shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(source, root / name)
-    write_params(root / "params.yaml", tiny_params())
+    root = copy_pipeline(tmp_path_factory.mktemp("pipeline"), tiny_params())
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
@@ -59,19 +49,40 @@ def test_dvc_repro_runs_the_whole_dag_on_the_tiny_profile(tiny_repo):
     assert r1["teacher"] == "r0" and r1["epochs"] == 1
     evaluation = json.loads((root / "metrics/eval.json").read_text())
     assert evaluation["test_studies"] == 8
-    for system in ("ekagen", "most_frequent", "nearest_neighbour", "knowledge"):
-        for metric in ("bleu4", "meteor", "rouge_l", "cider", "ce_micro_f1", "ce_macro_f1",
-                       "ce_example_f1"):
-            assert 0.0 <= evaluation[f"{system}.{metric}"] <= 10.0
+    assert "ekagen.meteor" not in evaluation  # the tiny profile needs no Java
     generations = pd.read_parquet(root / "data/eval/generations.parquet")
-    assert len(generations) == 8 and set(generations["id"]) == set(
-        studies.loc[studies["split"] == "test", "id"])
+    test = studies[studies["split"] == "test"]
+    assert generations["id"].tolist() == test["id"].tolist()
+    assert generations["reference"].tolist() == test["report"].tolist()
+    # the stored metrics are the metrics of the stored reports, every system and study scored
+    from ekagen.evaluation.run import score_systems
+
+    train_reports = set(studies.loc[studies["split"] == "train", "report"])
+    assert generations["most_frequent"].nunique() == 1
+    assert set(generations["nearest_neighbour"]) <= train_reports
+    systems = {"ekagen": generations["generated"].tolist(),
+               "most_frequent": generations["most_frequent"].tolist(),
+               "nearest_neighbour": generations["nearest_neighbour"].tolist()}
+    rescored, _, _ = score_systems(systems, generations["reference"].tolist(), meteor=False)
+    for system in systems:
+        for metric in ("bleu4", "rouge_l", "cider", "ce_micro_f1", "ce_macro_f1"):
+            key = f"{system}.{metric}"
+            assert evaluation[key] == pytest.approx(rescored[key], abs=1e-6), key
     assert "<table>" in (root / "metrics/gallery.html").read_text()
     assert (root / "data/eval/model/classifier/thresholds.json").is_file()
     # iek.rule=likelihood always lands on a combination the knowledge base holds
     assert set(generations["knowledge_rule"]) == {"exact"}
-    exported = json.loads((root / "data/eval/model/adm.json").read_text())
-    assert exported["iek_rule"] == "likelihood"
+    exported = json.loads((root / "data/eval/model/model.json").read_text())
+    params = tiny_params()
+    assert exported["iek"] == params["iek"] and exported["adm"] == params["adm"]
+    # the pipeline's own threshold path (params.yaml's default), not only the Youden stage test
+    thresholds = json.loads((root / "data/classifier/thresholds.json").read_text())
+    assert thresholds["method"] == params["classifier"]["threshold"] == "fixed:0.5"
+    assert thresholds["vector"] == [0.5] * 14
+    decode = json.loads((root / "data/eval/model/decode.json").read_text())
+    assert decode == params["decode"]
+    r0 = json.loads((root / "metrics/train/r0.json").read_text())
+    assert r0["precision"] in ("fp32", "bf16 autocast") and r0["seed"] == params["seed"]
     assert (root / "mlflow.db").is_file()
     again = _run([sys.executable, "-m", "dvc", "repro"], root, env)
     assert "didn't change" in again or "skipping" in again.lower()
@@ -96,9 +107,18 @@ def test_cli_generate_on_png_and_dicom_and_evaluate(tiny_repo, tmp_path):
     out = _run([*cli, "generate", "--model", str(model), str(png), str(dcm), "--json",
                 "--attention", str(tmp_path / "adm.png")], root, env, stdout_only=True)
     payload = json.loads(out)
-    assert [p["image"] for p in payload] == [str(png), str(dcm)]
-    assert all(isinstance(p["report"], str) and len(p["diagnosis"]) >= 0 for p in payload)
-    assert all(p["knowledge"].startswith("exact:") for p in payload)
+    assert [p["images"] for p in payload] == [[str(png)], [str(dcm)]]
+    from ekagen.observations import OBSERVATIONS
+
+    thresholds = json.loads((model / "classifier/thresholds.json").read_text())["vector"]
+    for p in payload:
+        assert p["report"].strip() and list(p["probabilities"]) == list(OBSERVATIONS)
+        diagnosed = [o for o, t in zip(OBSERVATIONS, thresholds, strict=True)
+                     if p["probabilities"][o] >= round(t, 4) + 1e-4]
+        assert set(diagnosed) <= set(p["diagnosis"])
+        assert all(p["probabilities"][o] >= t - 1e-4 for o, t in
+                   zip(OBSERVATIONS, thresholds, strict=True) if o in p["diagnosis"])
+        assert p["knowledge"].startswith("exact:")
     assert (tmp_path / "adm_0.png").is_file() and (tmp_path / "adm_1.png").is_file()
     plain = _run([*cli, "generate", "--model", str(model), str(png)], root, env, True)
     assert plain.strip() == payload[0]["report"]
@@ -118,6 +138,33 @@ def test_cli_generate_on_png_and_dicom_and_evaluate(tiny_repo, tmp_path):
     evaluation = json.loads((root / "metrics/eval.json").read_text())
     assert metrics["system.bleu4"] == pytest.approx(evaluation["ekagen.bleu4"], abs=1e-6)
     assert metrics["system.ce_micro_f1"] == pytest.approx(evaluation["ekagen.ce_micro_f1"])
+
+
+def test_cli_writes_exactly_the_evaluate_stage_report_for_a_test_study(tiny_repo, tmp_path):
+    """One image -> report path: `ekagen generate --views` on a test study's images, written
+    as PNG files, gives the report the evaluate stage scored for that study."""
+    import numpy as np
+    from PIL import Image
+
+    root, env = tiny_repo
+    if not (root / "data/eval/model").is_dir():
+        _run([sys.executable, "-m", "dvc", "repro"], root, env)
+    studies = pd.read_parquet(root / "data/prepared/studies.parquet")
+    cache = np.load(root / "data/prepared/images.npy")
+    generations = pd.read_parquet(root / "data/eval/generations.parquet").set_index("id")
+    test_rows = np.flatnonzero((studies["split"] == "test").to_numpy())
+    for row in test_rows[:3]:
+        paths = []
+        for view in range(cache.shape[1]):
+            paths.append(tmp_path / f"{row}_{view}.png")
+            Image.fromarray(cache[row, view]).save(paths[-1])
+        out = _run([sys.executable, "-m", "ekagen.cli", "generate", "--model",
+                    str(root / "data/eval/model"), "--views", "--json", *map(str, paths)],
+                   root, env, stdout_only=True)
+        (written,) = json.loads(out)
+        expected = generations.loc[studies["id"].iloc[row]]
+        assert written["report"] == expected["generated"]
+        assert written["knowledge"] == f"{expected['knowledge_rule']}:{expected['knowledge_key']}"
 
 
 @pytest.mark.slow

@@ -38,6 +38,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from ekagen.attention.gradcam import grad_cam
+from ekagen.config import AdmConfig
 from ekagen.observations import OBSERVATIONS
 
 MASKS_FILE, DIAGNOSIS_FILE, MASKS_META = "masks.npy", "diagnosis.parquet", "masks.json"
@@ -110,6 +111,16 @@ def apply_adm(images: torch.Tensor, masks: torch.Tensor, theta: float, gamma: fl
     return out.squeeze(1) if squeeze else out
 
 
+def adm_views(images: torch.Tensor, masks: torch.Tensor, adm: AdmConfig) -> torch.Tensor:
+    """The student's view of every view of ``images`` (B, V, H, W) under the ``adm`` settings
+    (unchanged when ``adm.apply`` is off)."""
+    if not adm.apply:
+        return images
+    flat = apply_adm(images.flatten(0, 1), masks.flatten(0, 1), adm.min_coverage,
+                     adm.outside_scale, adm.inside_scale)
+    return flat.view_as(images)
+
+
 # ------------------------------------------------------------------------- running it
 @dataclass
 class AdmResult:
@@ -169,14 +180,19 @@ def compute_adm(model: torch.nn.Module, images: np.ndarray, thresholds: Sequence
     return AdmResult(packed, probs, predicted, cover, int(height), features)
 
 
+def study_diagnosis(result: AdmResult) -> tuple[np.ndarray, np.ndarray]:
+    """A study's diagnosis from its views: (probabilities = max over views, predicted = OR
+    over views), each (studies, classes). A finding seen in one view is a finding."""
+    return result.probs.max(axis=1), result.predicted.any(axis=1)
+
+
 def diagnosis_table(studies: pd.DataFrame, result: AdmResult,
                     names: Sequence[str] = OBSERVATIONS) -> pd.DataFrame:
     """The ``diagnosis.parquet`` table (see the module docstring)."""
     n, views, classes = result.probs.shape
     if len(studies) != n:
         raise ValueError(f"{len(studies)} studies but {n} rows of ADM results")
-    study_probs = result.probs.max(axis=1)
-    study_preds = result.predicted.any(axis=1)
+    study_probs, study_preds = study_diagnosis(result)
     rows = np.repeat(np.arange(n), views)
     view = np.tile(np.arange(views), n)
     table = {

@@ -27,7 +27,7 @@ import torch
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
-from ekagen.config import ClassifierConfig
+from ekagen.config import ClassifierConfig, RuntimeConfig
 from ekagen.diagnosis.data import StudyImages, label_matrix, split_dataset
 from ekagen.diagnosis.metrics import (
     choose_thresholds,
@@ -37,12 +37,10 @@ from ekagen.diagnosis.metrics import (
 )
 from ekagen.models.classifier import DiagnosisBot, build_classifier
 from ekagen.observations import OBSERVATIONS
-from ekagen.training import EngineConfig, FitResult, Trainer
 from ekagen.training.distributed import DistInfo
+from ekagen.training.engine import EngineConfig, FitResult, Trainer
 
 MONITOR = "val_mean_auroc"
-#: configuration fields that change how fast, not what, the classifier learns
-_NOT_FINGERPRINTED = ("workers", "eval_batch_size", "device")
 
 
 def classifier_loss(logits: torch.Tensor, target: torch.Tensor,
@@ -74,26 +72,23 @@ def predict(model: torch.nn.Module, dataset: StudyImages, batch_size: int = 64,
 def optimizer_factory(cfg: ClassifierConfig) -> Callable[[torch.nn.Module], torch.optim.Optimizer]:
     def make(model: torch.nn.Module) -> torch.optim.Optimizer:
         params = [p for p in model.parameters() if p.requires_grad]
-        if cfg.optimizer == "adamw":
+        momentum = cfg.momentum
+        if momentum is None:
             return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        if cfg.optimizer == "sgd":
-            return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
-                                   nesterov=cfg.momentum > 0, weight_decay=cfg.weight_decay)
-        raise ValueError(f"classifier.optimizer must be adamw or sgd, got {cfg.optimizer!r}")
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=momentum, nesterov=momentum > 0,
+                               weight_decay=cfg.weight_decay)
     return make
 
 
 def scheduler_factory(cfg: ClassifierConfig) -> Callable[[torch.optim.Optimizer, int], Any]:
-    if cfg.scheduler not in ("cosine", "step", "none"):
-        raise ValueError(f"classifier.scheduler must be cosine, step or none, got "
-                         f"{cfg.scheduler!r}")
+    schedule = cfg.schedule
 
     def make(optimizer: torch.optim.Optimizer, steps_per_epoch: int) -> Any:
-        if cfg.scheduler == "cosine":
+        if schedule.kind == "cosine":  # per epoch, to 0 at the last
             return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
-        if cfg.scheduler == "step":
-            return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step_size,
-                                                   gamma=cfg.gamma)
+        if schedule.kind == "step":
+            return torch.optim.lr_scheduler.StepLR(optimizer, step_size=schedule.every,
+                                                   gamma=schedule.factor)
         return None
     return make
 
@@ -102,7 +97,7 @@ def fingerprint(cfg: ClassifierConfig, seed: int, prepared_dir: str | Path,
                 image_shape: tuple[int, ...]) -> str:
     """Identifies (configuration, data): a checkpoint with another fingerprint is not resumed."""
     digest = hashlib.sha256()
-    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _NOT_FINGERPRINTED}
+    settings = dataclasses.asdict(cfg)
     digest.update(json.dumps({"cfg": settings, "seed": seed, "images": list(image_shape)},
                              sort_keys=True).encode())
     studies = Path(prepared_dir) / "studies.parquet"
@@ -120,7 +115,8 @@ class TrainedClassifier:
     dist: DistInfo
 
 
-def train_classifier(cfg: ClassifierConfig, table: pd.DataFrame, images_path: str | Path,
+def train_classifier(cfg: ClassifierConfig, runtime: RuntimeConfig, table: pd.DataFrame,
+                     images_path: str | Path,
                      checkpoint_dir: str | Path | None, seed: int, fingerprint_: str = "",
                      on_epoch_end: Callable[[dict], None] | None = None,
                      progress: bool = True) -> TrainedClassifier:
@@ -137,7 +133,7 @@ def train_classifier(cfg: ClassifierConfig, table: pd.DataFrame, images_path: st
 
     def evaluate(net: torch.nn.Module) -> dict[str, float]:
         device = next(net.parameters()).device
-        probs = predict(net, val_set, cfg.eval_batch_size, device, cfg.workers)
+        probs = predict(net, val_set, runtime.batch_size, device, runtime.loader_workers)
         p = np.clip(probs, 1e-7, 1 - 1e-7)
         bce = -(val_targets * np.log(p) + (1 - val_targets) * np.log(1 - p))
         loss = float((bce * val_weights).sum() / max(val_weights.sum(), 1.0))
@@ -145,8 +141,8 @@ def train_classifier(cfg: ClassifierConfig, table: pd.DataFrame, images_path: st
 
     engine = EngineConfig(
         epochs=cfg.epochs, batch_size=cfg.batch_size, monitor=MONITOR, mode="max",
-        patience=cfg.patience, grad_clip=cfg.grad_clip, device=cfg.device, amp=cfg.amp,
-        seed=seed, num_workers=cfg.workers, checkpoint_dir=checkpoint_dir,
+        patience=cfg.patience, grad_clip=cfg.grad_clip, device=runtime.device, amp=cfg.amp,
+        seed=seed, num_workers=runtime.loader_workers, checkpoint_dir=checkpoint_dir,
         fingerprint=fingerprint_, progress=progress, desc="classifier")
     trainer = Trainer(model, train_set, train_step, optimizer_factory(cfg), engine,
                       scheduler=scheduler_factory(cfg), evaluate=evaluate,
@@ -169,7 +165,8 @@ def _study_level(dataset: StudyImages, probs: np.ndarray,
 
 
 def evaluate_classifier(model: DiagnosisBot, table: pd.DataFrame, images_path: str | Path,
-                        cfg: ClassifierConfig, device: torch.device | str = "cpu") -> dict:
+                        cfg: ClassifierConfig, runtime: RuntimeConfig,
+                        device: torch.device | str = "cpu") -> dict:
     """Thresholds chosen on validation, then metrics on validation and test.
 
     Returns ``{"thresholds": array, "methods": [...], "metrics": {...}, "curves": {split:
@@ -178,7 +175,7 @@ def evaluate_classifier(model: DiagnosisBot, table: pd.DataFrame, images_path: s
     splits = {}
     for split in ("val", "test"):
         dataset = split_dataset(table, images_path, split, cfg.uncertain_as)
-        probs = predict(model, dataset, cfg.eval_batch_size, device, cfg.workers)
+        probs = predict(model, dataset, runtime.batch_size, device, runtime.loader_workers)
         targets, weights = dataset.item_targets()
         splits[split] = (dataset, targets, weights, probs)
     _, val_t, val_w, val_p = splits["val"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -37,8 +36,6 @@ def knowledge_labels(predicted: np.ndarray, truth: np.ndarray, gt_fraction: floa
                      seed: int) -> np.ndarray:
     """Per-study labels used to look knowledge up: predicted, or for a seeded fraction of
     studies the ground truth (positive = 1)."""
-    if not 0.0 <= gt_fraction <= 1.0:
-        raise ValueError(f"knowledge_gt_fraction must be in [0, 1], got {gt_fraction}")
     labels = np.asarray(predicted, dtype=np.float32).copy()
     if gt_fraction > 0:
         pick = np.random.default_rng(seed).random(len(labels)) < gt_fraction
@@ -124,8 +121,6 @@ def build_datasets(studies: pd.DataFrame, images: np.ndarray, packed: np.ndarray
     positive observation other than No Finding) that many times, so that the decoder sees
     the rarer finding sentences as often as it needs to learn them.
     """
-    if findings_repeat < 1:
-        raise ValueError(f"train.findings_repeat must be >= 1, got {findings_repeat}")
     if list(diagnosis["id"]) != list(studies["id"]):
         raise ValueError("data/adm diagnosis rows do not match data/prepared studies; rerun "
                          "`dvc repro adm`")
@@ -146,8 +141,3 @@ def build_datasets(studies: pd.DataFrame, images: np.ndarray, packed: np.ndarray
             rows = np.sort(np.concatenate([rows] + [rows[has_finding]] * (findings_repeat - 1)))
         out[split] = ReportStudies(images, packed, rows, tokens, knowledge)
     return out
-
-
-def prepared_paths(prepared: str | Path) -> tuple[Path, Path, Path]:
-    prepared = Path(prepared)
-    return prepared / "studies.parquet", prepared / "images.npy", prepared / "vocab.json"

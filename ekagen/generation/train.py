@@ -20,30 +20,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from ekagen.attention.adm import apply_adm
-from ekagen.config import GidConfig, TrainConfig
-from ekagen.data.vocab import Vocabulary
-from ekagen.decoding import greedy_decode
+from ekagen.attention.adm import adm_views
+from ekagen.config import AdmConfig, GidConfig, RuntimeConfig, TrainConfig
 from ekagen.evaluation.ce import ce_scores, positives
 from ekagen.evaluation.nlg import bleu4
 from ekagen.generation.data import ReportStudies
-from ekagen.models.generator import EKAGenerator, GeneratorConfig
-from ekagen.training.distributed import unwrap
+from ekagen.inference import ReportWriter
+from ekagen.models.generator import EKAGenerator
+from ekagen.training.distributed import env_world, select_device, unwrap
 from ekagen.training.engine import EngineConfig, FitResult, Trainer
 from ekagen.training.losses import gid_loss
-
-# ce_bleu4 = CE micro-F1 + BLEU-4: the two target metrics at once. Selecting on CE alone,
-# one round kept an epoch whose short normal reports tied the best CE (.8346 against .8341)
-# at validation BLEU-4 .082 instead of .120.
-SELECT_METRICS = ("bleu4", "ce_micro_f1", "ce_bleu4")
-
-
-def adm_views(images: torch.Tensor, masks: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
-    """ADM applied to every view of ``images`` (B, V, H, W)."""
-    if not cfg.adm:
-        return images
-    flat = apply_adm(images.flatten(0, 1), masks.flatten(0, 1), cfg.theta, cfg.gamma, cfg.beta)
-    return flat.view_as(images)
 
 
 def trim_batch(tokens: torch.Tensor, pad_id: int) -> torch.Tensor:
@@ -55,10 +41,10 @@ def trim_batch(tokens: torch.Tensor, pad_id: int) -> torch.Tensor:
 class GenerationStep:
     """The engine's ``train_step``: student on its view, teacher (if any) on the other."""
 
-    def __init__(self, cfg: TrainConfig, gid: GidConfig, pad_id: int,
+    def __init__(self, cfg: TrainConfig, gid: GidConfig, adm: AdmConfig, pad_id: int,
                  teacher: EKAGenerator | None = None,
                  tokens_per_batch: float | None = None) -> None:
-        self.cfg, self.gid, self.pad_id, self.teacher = cfg, gid, pad_id, teacher
+        self.cfg, self.gid, self.adm, self.pad_id, self.teacher = cfg, gid, adm, pad_id, teacher
         self.tokens_per_batch = tokens_per_batch  # see ekagen/training/losses.py
 
     def __call__(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
@@ -66,7 +52,7 @@ class GenerationStep:
             images, adm_images = batch["features"], batch["adm_features"]
         else:
             images = batch["images"]
-            adm_images = adm_views(images, batch["masks"], self.cfg)
+            adm_images = adm_views(images, batch["masks"], self.adm)
         student_in, teacher_in = ((images, adm_images) if self.gid.swap_views
                                   else (adm_images, images))
         tokens = trim_batch(batch["tokens"], self.pad_id)
@@ -80,43 +66,16 @@ class GenerationStep:
                         self.gid.temperature, self.cfg.label_smoothing, self.tokens_per_batch)
 
 
-@torch.no_grad()
-def generate_reports(model: EKAGenerator, dataset: ReportStudies, vocab: Vocabulary,
-                     max_length: int, batch_size: int, device: torch.device,
-                     use_adm: bool, cfg: TrainConfig | None = None,
-                     decode: Callable | None = None) -> list[str]:
-    """Decode every study of ``dataset`` in order (the student's view of the image)."""
-    model = unwrap(model).eval()
-    texts: list[str] = []
-    for start in range(0, len(dataset), batch_size):
-        items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
-        if "features" in items[0]:
-            key = "adm_features" if use_adm else "features"
-            images = torch.stack([it[key] for it in items]).to(device)
-        else:
-            images = torch.stack([it["images"] for it in items]).to(device)
-            if use_adm and cfg is not None:
-                masks = torch.stack([it["masks"] for it in items]).to(device)
-                images = adm_views(images, masks, cfg)
-        knowledge = torch.stack([it["knowledge"] for it in items]).to(device)
-        if decode is None:
-            out = greedy_decode(model, images, knowledge, vocab.bos_id, vocab.eos_id, max_length)
-        else:
-            out = decode(model, images, knowledge)
-        texts.extend(vocab.decode(seq) for seq in out)
-    if len(texts) != len(dataset):
-        raise RuntimeError(f"decoded {len(texts)} reports for {len(dataset)} studies")
-    return texts
-
-
-def validation_evaluator(dataset: ReportStudies, references: Sequence[str], vocab: Vocabulary,
-                         cfg: TrainConfig, batch_size: int) -> Callable[[nn.Module], dict]:
+def validation_evaluator(writer: ReportWriter, dataset: ReportStudies,
+                         references: Sequence[str]) -> Callable[[nn.Module], dict]:
+    """Scores of the validation decodes that select the epoch: the test-time decoding
+    (:class:`~ekagen.inference.ReportWriter`) of the model being trained."""
     reference_positives = positives(references)
 
     def evaluate(model: nn.Module) -> dict[str, float]:
-        device = next(model.parameters()).device
-        generated = generate_reports(model, dataset, vocab, cfg.val_max_length, batch_size,
-                                     device, cfg.adm, cfg)
+        writer.generator = unwrap(model)
+        writer.device = next(model.parameters()).device
+        generated = writer.write_dataset(dataset)
         ce = ce_scores(positives(generated), reference_positives)
         bleu = round(bleu4(generated, references), 6)
         return {"val_bleu4": bleu, "val_ce_micro_f1": ce["ce_micro_f1"],
@@ -126,12 +85,12 @@ def validation_evaluator(dataset: ReportStudies, references: Sequence[str], voca
     return evaluate
 
 
-def can_cache_features(model: EKAGenerator, cfg: TrainConfig,
-                       teacher: EKAGenerator | None) -> bool:
+def can_cache_features(model: EKAGenerator, cfg: TrainConfig, teacher: EKAGenerator | None,
+                       limit_gb: float) -> bool:
     """Backbone features are a fixed function of the image, so they can be computed once,
     when the backbone is frozen (``backbone_lr: 0``) with frozen batch norm, the teacher (if
-    any) has the very same backbone, and the cache fits ``train.cache_features_gb``."""
-    if cfg.backbone_lr > 0 or not model.cfg.frozen_bn or cfg.cache_features_gb <= 0:
+    any) has the very same backbone, and the cache fits ``runtime.feature_cache_gb``."""
+    if cfg.backbone_lr > 0 or not model.cfg.frozen_bn or limit_gb <= 0:
         return False
     if teacher is not None:
         mine, theirs = model.backbone.state_dict(), teacher.backbone.state_dict()
@@ -142,8 +101,8 @@ def can_cache_features(model: EKAGenerator, cfg: TrainConfig,
 
 @torch.no_grad()
 def cache_backbone_features(model: EKAGenerator, images: np.ndarray, packed: np.ndarray | None,
-                            rows: np.ndarray, cfg: TrainConfig, device: torch.device,
-                            batch_size: int = 32, progress: bool = True):
+                            rows: np.ndarray, adm: AdmConfig, device: torch.device,
+                            limit_gb: float, batch_size: int = 32, progress: bool = True):
     """Run the frozen backbone once over ``rows`` (plain, and with ADM where ADM changes the
     image); returns :class:`CachedFeatures` or None when it would exceed the size limit."""
     from tqdm import tqdm
@@ -155,26 +114,26 @@ def cache_backbone_features(model: EKAGenerator, images: np.ndarray, packed: np.
     size = images.shape[-1]
     probe = model.backbone_features(torch.zeros(1, images.shape[1], size, size, device=device))
     gigabytes = 2 * images.shape[0] * probe[0].numel() * 4 / 1e9
-    if gigabytes > cfg.cache_features_gb:
+    if gigabytes > limit_gb:
         return None
     plain = torch.zeros(images.shape[0], *probe.shape[1:])
-    adm = torch.zeros_like(plain)
+    viewed = torch.zeros_like(plain)
     rows = np.sort(np.asarray(rows))
     for start in tqdm(range(0, len(rows), batch_size), desc="cache backbone features",
                       unit="batch", disable=not progress):
         chunk = rows[start : start + batch_size]
         pixels = torch.from_numpy(np.asarray(images[chunk], dtype=np.float32) / 255.0).to(device)
         plain[chunk] = model.backbone_features(pixels).float().cpu()
-        adm[chunk] = plain[chunk]
-        if cfg.adm and packed is not None:
+        viewed[chunk] = plain[chunk]
+        if adm.apply and packed is not None:
             masks = torch.from_numpy(np.stack([unpack_masks(np.asarray(packed[r]), size)
                                                for r in chunk])).to(device)
-            changed = adm_views(pixels, masks, cfg).ne(pixels).flatten(1).any(1)
+            changed = adm_views(pixels, masks, adm).ne(pixels).flatten(1).any(1)
             if bool(changed.any()):
                 index = torch.from_numpy(chunk)[changed.cpu()]
-                adm[index] = model.backbone_features(
-                    adm_views(pixels[changed], masks[changed], cfg)).float().cpu()
-    return CachedFeatures(plain, adm)
+                viewed[index] = model.backbone_features(
+                    adm_views(pixels[changed], masks[changed], adm)).float().cpu()
+    return CachedFeatures(plain, viewed)
 
 
 def optimizer_factory(cfg: TrainConfig) -> Callable[[nn.Module], torch.optim.Optimizer]:
@@ -196,17 +155,18 @@ def optimizer_factory(cfg: TrainConfig) -> Callable[[nn.Module], torch.optim.Opt
     return make
 
 
-def scheduler_factory(cfg: TrainConfig, epochs: int) -> tuple[Callable, str]:
-    """The learning-rate schedule and when it steps: the paper's StepLR once per epoch, or a
-    cosine decay to zero over the round's batches (short rounds end converged, not mid-step)."""
-    if cfg.scheduler == "step":
+def scheduler_factory(cfg: TrainConfig, epochs: int) -> tuple[Callable | None, str]:
+    """The learning-rate schedule and when it steps: StepLR once per epoch (the paper's
+    ``step:20:0.1``), a cosine decay to zero over the round's batches (a short round ends
+    converged, not mid-step), or none."""
+    schedule = cfg.schedule
+    if schedule.kind == "step":
         return (lambda opt, _steps: torch.optim.lr_scheduler.StepLR(
-            opt, step_size=cfg.step_size, gamma=cfg.step_gamma)), "epoch"
-    if cfg.scheduler == "cosine":
+            opt, step_size=schedule.every, gamma=schedule.factor)), "epoch"
+    if schedule.kind == "cosine":
         return (lambda opt, steps: torch.optim.lr_scheduler.CosineAnnealingLR(
             opt, T_max=max(steps * epochs, 1))), "step"
-    raise ValueError(f"params.yaml train.scheduler must be 'step' or 'cosine', "
-                     f"got {cfg.scheduler!r}")
+    return None, "epoch"
 
 
 def round_fingerprint(*parts: Any) -> str:
@@ -222,39 +182,39 @@ def report_lengths(dataset: ReportStudies, pad_id: int) -> list[int]:
 
 
 def train_round(model: EKAGenerator, data: dict[str, ReportStudies], val_references: Sequence[str],
-                vocab: Vocabulary, cfg: TrainConfig, gid: GidConfig, seed: int,
-                teacher: EKAGenerator | None, checkpoint_dir: str | None, fingerprint: str,
-                on_epoch_end: Callable | None = None, progress: bool = True) -> FitResult:
-    """Fit one round through the shared engine; the returned model holds the best weights."""
-    if cfg.select_metric not in SELECT_METRICS:
-        raise ValueError(f"params.yaml train.select_metric must be one of {SELECT_METRICS}, "
-                         f"got {cfg.select_metric!r}")
+                writer: ReportWriter, cfg: TrainConfig, gid: GidConfig, runtime: RuntimeConfig,
+                seed: int, teacher: EKAGenerator | None, checkpoint_dir: str | None,
+                fingerprint: str, on_epoch_end: Callable | None = None,
+                progress: bool = True) -> FitResult:
+    """Fit one round through the shared engine; the returned model holds the best weights.
+
+    ``writer`` holds the knowledge base and the ``adm``, ``iek`` and ``decode`` settings; its
+    generator is the model being trained, decoded on validation after every epoch."""
     scheduler, interval = scheduler_factory(cfg, cfg.epochs)
     engine_cfg = EngineConfig(
         scheduler_interval=interval, epochs=cfg.epochs, batch_size=cfg.batch_size,
         monitor=f"val_{cfg.select_metric}", mode="max", patience=cfg.patience,
         later_ties=True,  # CE of greedy templates plateaus; a tie keeps the more trained model
-        grad_clip=cfg.grad_clip, device=cfg.device, amp=cfg.amp, seed=seed,
-        num_workers=cfg.workers, checkpoint_dir=checkpoint_dir, fingerprint=fingerprint,
-        progress=progress, desc="train generator", length_pool=cfg.length_pool)
-    lengths = report_lengths(data["train"], vocab.pad_id)
-    step = GenerationStep(cfg, gid, vocab.pad_id, teacher)
+        grad_clip=cfg.grad_clip, device=runtime.device, amp=cfg.amp, seed=seed,
+        num_workers=runtime.loader_workers, checkpoint_dir=checkpoint_dir,
+        fingerprint=fingerprint, progress=progress, desc="train generator",
+        length_pool=cfg.length_pool)
+    lengths = report_lengths(data["train"], writer.vocab.pad_id)
+    step = GenerationStep(cfg, gid, writer.adm, writer.vocab.pad_id, teacher)
     if cfg.backbone_lr <= 0:  # frozen before DDP wraps the model, so it never waits for them
         model.backbone.requires_grad_(False)
-    if can_cache_features(model, cfg, teacher):
+    if can_cache_features(model, cfg, teacher, runtime.feature_cache_gb):
         rows = np.concatenate([data["train"].rows, data["val"].rows])
-        from ekagen.training.distributed import env_world, select_device
-
-        device = select_device(cfg.device, env_world()[2])
+        device = select_device(runtime.device, env_world()[2])
         cached = cache_backbone_features(model, data["train"].images, data["train"].packed,
-                                         rows, cfg, device, progress=progress)
+                                         rows, writer.adm, device, runtime.feature_cache_gb,
+                                         runtime.batch_size, progress=progress)
         if cached is not None:
             for dataset in data.values():
                 dataset.features = cached
     trainer = Trainer(
         model, data["train"], step, optimizer_factory(cfg), engine_cfg, scheduler=scheduler,
-        evaluate=validation_evaluator(data["val"], val_references, vocab, cfg,
-                                      max(cfg.batch_size, 32)),
+        evaluate=validation_evaluator(writer, data["val"], val_references),
         on_epoch_end=on_epoch_end, lengths=lengths)
     if teacher is not None:
         step.teacher = teacher.to(trainer.device).eval().requires_grad_(False)
@@ -262,9 +222,3 @@ def train_round(model: EKAGenerator, data: dict[str, ReportStudies], val_referen
         per_process = cfg.batch_size // trainer.dist.world_size
         step.tokens_per_batch = per_process * (float(np.mean(lengths)) - 1.0)  # targets drop bos
     return trainer.fit()
-
-
-def generator_config_from(params: dict) -> GeneratorConfig:
-    from ekagen.config import section
-
-    return section(params, "model", GeneratorConfig)

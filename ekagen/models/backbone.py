@@ -15,23 +15,46 @@ from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class RadiographInput(nn.Module):
+    """Grey radiographs in [0, 1] (B, 1, H, W) -> the normalised RGB input of a torchvision
+    trunk: the channel repeated, then each channel standardised with ImageNet statistics.
+
+    Every CNN of the project (DiagnosisBot and the generator's trunk, which is initialised
+    from it) takes its input through this one module, so a trunk whose frozen batch norm
+    learned DiagnosisBot's input statistics sees exactly those statistics again, and an
+    ImageNet state dict applies unchanged.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1),
+                             persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1),
+                             persistent=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.dim() != 4 or images.shape[1] not in (1, 3):
+            raise ValueError(f"expected images (B, 1 or 3, H, W), got {tuple(images.shape)}")
+        if images.shape[1] == 1:
+            images = images.expand(-1, 3, -1, -1)
+        return (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
 
 
 class Backbone(nn.Module):
-    """ResNet trunk without pooling and classifier: image (B,1,H,W) -> features (B,C,h,w)."""
+    """ResNet trunk without pooling and classifier: radiographs (B, 1, H, W) in [0, 1] ->
+    features (B, C, h, w); the input normalisation is the trunk's own (:class:`RadiographInput`).
+    """
 
     def __init__(self, name: str, dilation: bool, frozen_bn: bool, weights: str = "",
                  state_follows: bool = False) -> None:
         super().__init__()
         if name not in RESNETS:
             raise ValueError(f"unknown generator backbone {name!r}; choose one of {RESNETS}")
-        if frozen_bn and not weights and not state_follows:
-            raise ValueError("model.frozen_bn needs model.backbone_weights: frozen batch norm "
-                             "keeps the loaded statistics, and a backbone trained from scratch "
-                             "has none (its activations collapse); set frozen_bn: false")
         norm = FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d
-        if dilation and name in ("resnet18", "resnet34"):
-            raise ValueError(f"{name} (BasicBlock) cannot dilate its last stage; use resnet50+")
         dilate = [False, False, dilation]
         net = getattr(torchvision.models, name)(
             weights=None, norm_layer=norm,
@@ -39,14 +62,13 @@ class Backbone(nn.Module):
                else {}))
         if weights and not state_follows:
             load_backbone_weights(net, weights)
+        self.normalise = RadiographInput()
         self.body = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool,
                                   net.layer1, net.layer2, net.layer3, net.layer4)
         self.channels = 512 if name in ("resnet18", "resnet34") else 2048
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if images.shape[1] == 1:  # grayscale radiographs into an RGB-shaped trunk
-            images = images.expand(-1, 3, -1, -1)
-        return self.body(images)
+        return self.body(self.normalise(images))
 
 
 def load_backbone_weights(net: nn.Module, path: str) -> None:

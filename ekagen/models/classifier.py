@@ -26,13 +26,13 @@ import torchvision
 from torch import nn
 from torch.nn import functional as F
 
+from ekagen.models.backbone import IMAGENET_MEAN, IMAGENET_STD, RadiographInput
 from ekagen.observations import OBSERVATIONS
 from ekagen.training.checkpoint import export_safetensors, read_state_file
+from ekagen.training.distributed import unwrap
 
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "densenet121", "swin_t")
 HEADS = {"resnet": "fc", "densenet121": "classifier", "swin_t": "head"}
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 MODEL_FILE, CONFIG_FILE = "model.safetensors", "model.json"
 
 
@@ -55,21 +55,11 @@ class DiagnosisBot(nn.Module):
         old = getattr(net, head)
         setattr(net, head, nn.Linear(old.in_features, num_classes))
         self.net = net
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1),
-                             persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1),
-                             persistent=False)
+        self.normalise = RadiographInput()
 
     @property
     def head(self) -> nn.Linear:
         return getattr(self.net, HEADS[_family(self.backbone_name)])
-
-    def normalise(self, images: torch.Tensor) -> torch.Tensor:
-        if images.dim() != 4 or images.shape[1] not in (1, 3):
-            raise ValueError(f"expected images (B, 1 or 3, H, W), got {tuple(images.shape)}")
-        if images.shape[1] == 1:
-            images = images.expand(-1, 3, -1, -1)
-        return (images - self.mean) / self.std
 
     def features_and_logits(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(last-stage feature map (B, C, h, w), logits (B, num_classes))."""
@@ -163,7 +153,7 @@ def save_classifier(model: DiagnosisBot, out_dir: str | Path, image_size: int,
     """``model.safetensors`` + ``model.json`` in ``out_dir``."""
     out_dir = Path(out_dir)
     config = {**model.config(image_size), **(dict(extra) if extra else {})}
-    model = model.module if hasattr(model, "module") else model
+    model = unwrap(model)
     export_safetensors(model.state_dict(), out_dir / MODEL_FILE, config, out_dir / CONFIG_FILE)
     return out_dir / MODEL_FILE
 

@@ -1,7 +1,8 @@
 """The EKAGen report generator: CNN -> transformer encoder -> knowledge-fused decoder -> vocab.
 
-``build_generator`` is the one factory; every size is a :class:`GeneratorConfig` field so the
-CPU default and the paper preset (``GeneratorConfig.paper()``) are the same code.
+``build_generator`` is the one factory; every size is a field of the ``model`` section
+(:class:`~ekagen.config.GeneratorConfig`), so the CPU default and the paper preset
+(``presets/paper.yaml``) are the same code.
 
 Knowledge reaches the decoder in one of two forms (``model.fusion``):
 
@@ -23,53 +24,16 @@ consumer: softmax, argmax, cross-entropy.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 
+from ekagen.config import GeneratorConfig
 from ekagen.models.backbone import build_backbone
 from ekagen.models.positions import sine_positions_2d
 from ekagen.models.transformer import DecoderCache, DecoderLayer, EncoderLayer, LayerCache
-
-IMAGE_MEAN, IMAGE_STD = 0.449, 0.226  # ImageNet statistics averaged over RGB
-FUSIONS = ("paper", "memory")
-
-
-@dataclass
-class GeneratorConfig:
-    """Architecture of the generator (the ``model`` section of params.yaml)."""
-
-    backbone: str = "resnet18"
-    backbone_weights: str = ""  # local ResNet state dict; "" = from scratch (never a download)
-    dilation: bool = False  # dilated last stage (ResNet-50/101 only)
-    frozen_bn: bool = False  # keep loaded BN statistics (needs backbone_weights)
-    d_model: int = 256
-    encoder_layers: int = 3
-    decoder_layers: int = 3
-    heads: int = 8
-    ffn: int = 1024
-    dropout: float = 0.1
-    max_length: int = 128  # tokens incl. bos/eos; also the knowledge length
-    knowledge: bool = True  # IEK fusion; false = plain encoder-decoder (ablation)
-    fusion: str = "memory"  # memory: knowledge tokens attended | paper: W3[W1 h; W2 K] per layer
-    copy: bool = False  # pointer-generator over the knowledge tokens (only with knowledge)
-
-    def __post_init__(self) -> None:
-        if self.fusion not in FUSIONS:
-            raise ValueError(f"model.fusion must be one of {FUSIONS}, got {self.fusion!r}")
-
-    @classmethod
-    def paper(cls) -> GeneratorConfig:
-        """The published configuration: ResNet-101 (dilated), d 256, 6+6 layers, FFN 2048."""
-        return cls(backbone="resnet101", dilation=True, frozen_bn=True, d_model=256,
-                   encoder_layers=6, decoder_layers=6, heads=8, ffn=2048, dropout=0.1,
-                   max_length=128, fusion="paper")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 @dataclass
@@ -135,11 +99,10 @@ class EKAGenerator(nn.Module):
     def backbone_features(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, V, H, W)`` images in [0, 1] -> CNN features ``(B, V, C, h, w)``.
 
-        Images are normalised here (grey-level ImageNet statistics) so that ADM's scaling is
-        applied to intensities, as the paper does, and every caller feeds the same range.
+        Callers feed intensities in [0, 1], so that ADM's scaling darkens pixels as the paper
+        does; the trunk normalises its input itself, exactly as DiagnosisBot does.
         """
         b, v, h, w = images.shape
-        images = (images - IMAGE_MEAN) / IMAGE_STD
         feats = self.backbone(images.reshape(b * v, 1, h, w))
         return feats.view(b, v, *feats.shape[1:])
 

@@ -1,12 +1,5 @@
-"""The shared training engine (loop, DDP, checkpoints, resume) used by every trained model."""
+"""The shared training engine (loop, DDP, checkpoints, resume) and its losses.
 
-from ekagen.training.engine import (
-    EngineConfig,
-    FitResult,
-    NonFiniteLossError,
-    Trainer,
-    fit,
-    to_device,
-)
-
-__all__ = ["EngineConfig", "FitResult", "NonFiniteLossError", "Trainer", "fit", "to_device"]
+Submodules are imported explicitly (``from ekagen.training.engine import Trainer``), so a
+stage depends only on the modules it uses.
+"""

@@ -128,6 +128,9 @@ class FitResult:
     resumed_from: int  # the last completed epoch found in a checkpoint; 0 = fresh start
     stopped_early: bool = False
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    #: what the training steps actually ran in: "bf16 autocast" where ``amp`` was asked for
+    #: and the device has native bf16, else "fp32" (record it: the two differ numerically)
+    precision: str = "fp32"
 
 
 def bf16_supported(device: torch.device) -> bool:
@@ -455,7 +458,8 @@ class Trainer:
         return FitResult(model=self.model, history=list(self.history),
                          best_epoch=self.best_epoch,
                          best_metric=math.nan if self.best_metric is None else self.best_metric,
-                         resumed_from=resumed_from, stopped_early=stopped, device=self.device)
+                         resumed_from=resumed_from, stopped_early=stopped, device=self.device,
+                         precision="bf16 autocast" if self.use_amp else "fp32")
 
 
 def fit(model: nn.Module, train_data: Dataset, train_step: TrainStep,

@@ -7,7 +7,8 @@ from ekagen.decoding import (
     greedy_decode,
     greedy_decode_uncached,
 )
-from ekagen.models.generator import GeneratorConfig, build_generator
+from ekagen.models.generator import build_generator
+from tests.conftest import config, model_config
 
 BOS, EOS = 1, 2
 
@@ -17,7 +18,7 @@ BOS, EOS = 1, 2
 def model(request):
     torch.manual_seed(0)
     fusion, copy = request.param
-    cfg = GeneratorConfig(d_model=32, encoder_layers=1, decoder_layers=2, heads=4, ffn=64,
+    cfg = model_config(d_model=32, encoder_layers=1, decoder_layers=2, heads=4, ffn=64,
                           dropout=0.0, max_length=24, fusion=fusion, copy=copy)
     net = build_generator(cfg, vocab_size=12, views=2).eval()
     with torch.no_grad():  # make eos likely after a few steps so early stopping is exercised
@@ -90,10 +91,9 @@ def test_eos_threshold_ends_only_when_the_end_is_likely_enough(model):
 
 
 def test_eos_threshold_is_checked():
-    from ekagen.decoding import DecodeConfig
 
     with pytest.raises(ValueError, match="eos_threshold"):
-        DecodeConfig(eos_threshold=1.0)
+        config("decode", eos_threshold=1.0)
 
 
 def test_beam_search_scores_at_least_greedy(model):

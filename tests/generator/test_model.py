@@ -3,7 +3,8 @@ from dataclasses import replace
 import pytest
 import torch
 
-from ekagen.models.generator import GeneratorConfig, build_generator
+from ekagen.models.generator import build_generator
+from tests.conftest import model_config
 
 TINY = dict(d_model=32, encoder_layers=1, decoder_layers=2, heads=4, ffn=64, dropout=0.0,
             max_length=16)
@@ -12,7 +13,7 @@ TINY = dict(d_model=32, encoder_layers=1, decoder_layers=2, heads=4, ffn=64, dro
 @pytest.mark.parametrize("fusion", ["paper", "memory"])
 @pytest.mark.parametrize("knowledge", [True, False])
 def test_forward_shapes_with_and_without_knowledge(knowledge, fusion):
-    model = build_generator(GeneratorConfig(**TINY, knowledge=knowledge, fusion=fusion),
+    model = build_generator(model_config(**TINY, knowledge=knowledge, fusion=fusion),
                             vocab_size=30, views=2)
     images, tokens = torch.randn(3, 2, 32, 32), torch.randint(0, 30, (3, 10))
     logits = model(images, tokens, torch.randint(0, 30, (3, 16)))
@@ -28,7 +29,7 @@ def test_knowledge_changes_the_output_only_when_enabled(fusion):
     images, tokens = torch.randn(2, 1, 32, 32), torch.randint(3, 30, (2, 8))
     k1, k2 = torch.randint(3, 30, (2, 16)), torch.randint(3, 30, (2, 16))
     for enabled in (True, False):
-        cfg = GeneratorConfig(**TINY, knowledge=enabled, fusion=fusion)
+        cfg = model_config(**TINY, knowledge=enabled, fusion=fusion)
         model = build_generator(cfg, 30, views=1).eval()
         with torch.no_grad():
             differs = not torch.allclose(model(images, tokens, k1), model(images, tokens, k2))
@@ -36,7 +37,7 @@ def test_knowledge_changes_the_output_only_when_enabled(fusion):
 
 
 def test_wrong_view_count_and_long_sequence_are_errors():
-    model = build_generator(GeneratorConfig(**TINY), vocab_size=30, views=2)
+    model = build_generator(model_config(**TINY), vocab_size=30, views=2)
     with pytest.raises(ValueError, match="2 view"):
         model(torch.randn(1, 1, 32, 32), torch.randint(0, 30, (1, 4)))
     with pytest.raises(ValueError, match="max_length"):
@@ -44,19 +45,13 @@ def test_wrong_view_count_and_long_sequence_are_errors():
 
 
 def test_padding_does_not_leak_into_earlier_positions():
-    model = build_generator(GeneratorConfig(**TINY), vocab_size=30, views=1).eval()
+    model = build_generator(model_config(**TINY), vocab_size=30, views=1).eval()
     images = torch.randn(1, 1, 32, 32)
     short = torch.tensor([[1, 5, 6, 2]])
     padded = torch.tensor([[1, 5, 6, 2, 0, 0]])
     with torch.no_grad():
         a, b = model(images, short), model(images, padded)
     assert torch.allclose(a, b[:, :4], atol=1e-5)
-
-
-def test_paper_preset():
-    cfg = GeneratorConfig.paper()
-    assert (cfg.backbone, cfg.encoder_layers, cfg.decoder_layers, cfg.ffn, cfg.fusion) == \
-        ("resnet101", 6, 6, 2048, "paper")
 
 
 def test_fusion_forms_differ_in_what_position_zero_can_see():
@@ -67,7 +62,7 @@ def test_fusion_forms_differ_in_what_position_zero_can_see():
     early = torch.tensor([[4, 9, 9, 9, 9, 9, 2]])
     late = torch.tensor([[4, 9, 9, 9, 9, 11, 2]])  # differs only at position 5
     for fusion, first_changes in (("paper", False), ("memory", True)):
-        model = build_generator(GeneratorConfig(**TINY, fusion=fusion), 30, views=1).eval()
+        model = build_generator(model_config(**TINY, fusion=fusion), 30, views=1).eval()
         with torch.no_grad():
             a, b = model(images, tokens, early), model(images, tokens, late)
         assert (not torch.allclose(a[:, 0], b[:, 0])) is first_changes, fusion
@@ -75,7 +70,7 @@ def test_fusion_forms_differ_in_what_position_zero_can_see():
 
 def test_memory_fusion_ignores_knowledge_padding():
     torch.manual_seed(0)
-    model = build_generator(GeneratorConfig(**TINY, fusion="memory"), 30, views=1).eval()
+    model = build_generator(model_config(**TINY, fusion="memory"), 30, views=1).eval()
     assert all(layer.fusion is None for layer in model.decoder)
     images, tokens = torch.randn(2, 1, 32, 32), torch.tensor([[1, 5, 6], [1, 7, 8]])
     knowledge = torch.tensor([[4, 9, 2, 0, 0], [4, 9, 10, 11, 2]])
@@ -88,7 +83,7 @@ def test_memory_fusion_ignores_knowledge_padding():
 @pytest.mark.parametrize("fusion", ["paper", "memory"])
 def test_copy_output_is_a_distribution_that_pads_never_receive(fusion):
     torch.manual_seed(0)
-    model = build_generator(GeneratorConfig(**TINY, fusion=fusion, copy=True), 30, views=1).eval()
+    model = build_generator(model_config(**TINY, fusion=fusion, copy=True), 30, views=1).eval()
     images, tokens = torch.randn(2, 1, 32, 32), torch.tensor([[1, 5, 6], [1, 7, 8]])
     knowledge = torch.tensor([[1, 9, 9, 12, 2, 0], [1, 3, 4, 2, 0, 0]])
     with torch.no_grad():
@@ -111,7 +106,7 @@ def test_copy_output_is_a_distribution_that_pads_never_receive(fusion):
 
 def test_copy_with_padding_only_knowledge_falls_back_to_the_vocabulary():
     torch.manual_seed(0)
-    model = build_generator(GeneratorConfig(**TINY, copy=True), 30, views=1)
+    model = build_generator(model_config(**TINY, copy=True), 30, views=1)
     images, tokens = torch.randn(2, 1, 32, 32), torch.tensor([[1, 5, 6], [1, 7, 8]])
     knowledge = torch.tensor([[1, 9, 2], [0, 0, 0]])
     logp = model(images, tokens, knowledge)
@@ -127,7 +122,7 @@ def test_copy_with_padding_only_knowledge_falls_back_to_the_vocabulary():
 
 def test_copy_is_inactive_without_knowledge():
     torch.manual_seed(0)
-    cfg = GeneratorConfig(**TINY, copy=True, knowledge=False)
+    cfg = model_config(**TINY, copy=True, knowledge=False)
     model = build_generator(cfg, 30, views=1).eval()
     assert not hasattr(model, "copy_gate")
     out = model(torch.randn(1, 1, 32, 32), torch.tensor([[1, 5]]), torch.tensor([[1, 5, 2]]))
@@ -136,4 +131,4 @@ def test_copy_is_inactive_without_knowledge():
 
 def test_unknown_fusion_is_an_error():
     with pytest.raises(ValueError, match="model.fusion"):
-        GeneratorConfig(fusion="concat")
+        model_config(fusion="concat")

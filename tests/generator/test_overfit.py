@@ -6,8 +6,9 @@ import torch
 from ekagen.data.vocab import Vocabulary
 from ekagen.decoding import greedy_decode
 from ekagen.generation.data import encode_reports
-from ekagen.models.generator import GeneratorConfig, build_generator
+from ekagen.models.generator import build_generator
 from ekagen.training.losses import gid_loss
+from tests.conftest import model_config
 
 REPORTS = ["the heart is enlarged .", "no pleural effusion .", "the lungs are clear .",
            "there is a right pleural effusion ."]
@@ -21,7 +22,7 @@ def test_generator_overfits_four_studies():
     ramp = torch.arange(64, dtype=torch.float32)
     images = torch.stack([(torch.sin(ramp * (i + 1) * 0.2)[None, :] * 0.5 + 0.5).expand(64, 64)
                           for i in range(4)])[:, None]
-    cfg = GeneratorConfig(d_model=64, encoder_layers=1, decoder_layers=2, heads=4, ffn=128,
+    cfg = model_config(d_model=64, encoder_layers=1, decoder_layers=2, heads=4, ffn=128,
                           dropout=0.0, max_length=12, knowledge=False)
     model = build_generator(cfg, len(vocab), views=1)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3)

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from ekagen.config import GidConfig, TrainConfig
 from ekagen.data.vocab import Vocabulary
 from ekagen.generation.data import ReportStudies, encode_reports
 from ekagen.generation.train import round_fingerprint, train_round
-from ekagen.models.generator import GeneratorConfig, build_generator
+from ekagen.models.generator import build_generator
+from tests.conftest import config, model_config
 
 REPORTS = ["the heart is enlarged .", "no pleural effusion .", "the lungs are clear .",
            "there is a right pleural effusion .", "the heart is normal .", "no pneumothorax ."]
@@ -29,10 +29,20 @@ def _data():
                    "val": ReportStudies(images, packed, np.arange(4, 6), tokens, knowledge)}
 
 
-CFG = GeneratorConfig(d_model=32, encoder_layers=1, decoder_layers=1, heads=4, ffn=64,
-                      dropout=0.1, max_length=12)
-TRAIN = TrainConfig(epochs=3, batch_size=2, lr=1e-3, backbone_lr=1e-4, val_max_length=8,
-                    device="cpu")
+CFG = model_config(d_model=32, encoder_layers=1, decoder_layers=1, heads=4, ffn=64,
+                   dropout=0.1, max_length=12)
+TRAIN = config("train", epochs=3, batch_size=2, lr=1e-3, backbone_lr=1e-4)
+RUNTIME = config("runtime", device="cpu")
+
+
+def _writer(vocab):
+    """Validation decodes through the test-time path: an empty knowledge base, the
+    pipeline's adm and iek settings, decoding cut at 8 tokens."""
+    from ekagen.inference import ReportWriter
+    from ekagen.knowledge.iek import KnowledgeBase
+
+    return ReportWriter(None, vocab, KnowledgeBase([], [], [], [], {}, {}, 12), config("iek"),
+                        config("adm"), config("decode", max_length=8))
 
 
 def _model(seed=0):
@@ -44,18 +54,18 @@ def test_round_resumes_after_interruption(tmp_path):
     vocab, data = _data()
     refs = REPORTS[4:]
     fp = round_fingerprint(CFG, TRAIN, "r0")
-    full = train_round(_model(), data, refs, vocab, TRAIN, GidConfig(), 0, None,
-                       str(tmp_path / "a"), fp, progress=False)
+    full = train_round(_model(), data, refs, _writer(vocab), TRAIN, config("gid"), RUNTIME, 0,
+                       None, str(tmp_path / "a"), fp, progress=False)
 
     def boom(record):
         if record["epoch"] == 1:
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        train_round(_model(), data, refs, vocab, TRAIN, GidConfig(), 0, None,
-                    str(tmp_path / "b"), fp, on_epoch_end=boom, progress=False)
-    resumed = train_round(_model(seed=7), data, refs, vocab, TRAIN, GidConfig(), 0, None,
-                          str(tmp_path / "b"), fp, progress=False)
+        train_round(_model(), data, refs, _writer(vocab), TRAIN, config("gid"), RUNTIME, 0,
+                    None, str(tmp_path / "b"), fp, on_epoch_end=boom, progress=False)
+    resumed = train_round(_model(seed=7), data, refs, _writer(vocab), TRAIN, config("gid"),
+                          RUNTIME, 0, None, str(tmp_path / "b"), fp, progress=False)
     assert resumed.resumed_from == 1
     assert [r["epoch"] for r in resumed.history] == [1, 2, 3]
     for a, b in zip(full.history, resumed.history, strict=True):
@@ -72,9 +82,10 @@ def test_teacher_round_adds_distillation_and_keeps_teacher_frozen(tmp_path):
     teacher = _model(seed=3).eval()
     before = [p.detach().clone() for p in teacher.parameters()]
     records = []
-    result = train_round(_model(), data, REPORTS[4:], vocab,
-                         TrainConfig(**{**TRAIN.__dict__, "epochs": 1}), GidConfig(delta=0.5),
-                         0, teacher, None, "t", on_epoch_end=records.append, progress=False)
+    result = train_round(_model(), data, REPORTS[4:], _writer(vocab),
+                         config("train", **{**TRAIN.__dict__, "epochs": 1}),
+                         config("gid", delta=0.5), RUNTIME, 0, teacher, None, "t",
+                         on_epoch_end=records.append, progress=False)
     record = records[0]
     assert record["train_kd"] > 0
     assert record["train_loss"] == pytest.approx(record["train_ce"] + 0.5 * record["train_kd"],
@@ -117,6 +128,5 @@ def test_findings_repeat_lists_training_studies_with_a_finding_more_often(repeat
                           findings_repeat=repeat)
     assert data["train"].rows.tolist() == train_rows
     assert data["val"].rows.tolist() == [4, 5]  # validation is never re-weighted
-    with pytest.raises(ValueError, match="findings_repeat"):
-        build_datasets(studies, images, None, diagnosis, kb, vocab, 12, 1.0, 0,
-                       findings_repeat=0)
+    with pytest.raises(ValueError, match="findings_repeat must be >= 1"):
+        config("train", findings_repeat=0)

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from ekagen.config import GidConfig
 from ekagen.evaluation.run import score_systems
-from stages.train import round_teacher
+from ekagen.generation.rounds import round_teacher
+from tests.conftest import config, model_config
 
 
 def test_round_teacher_rules():
-    gid = GidConfig(rounds={"r0": {"teacher": "none", "after": "x"},
+    gid = config("gid", rounds={"r0": {"teacher": "none", "after": "x"},
                             "r1": {"teacher": "r0", "after": "data/gid/r0"},
                             "r2": {"teacher": "r1", "after": "data/gid/r0"},
                             "r3": {"teacher": "r9"}})
@@ -34,29 +34,28 @@ def test_evaluation_fails_loudly_when_a_study_is_missing():
 
 
 def test_student_starts_from_the_teacher_only_when_shapes_match():
-    from ekagen.models.generator import GeneratorConfig, build_generator
-    from stages.train import start_from_teacher
+    from ekagen.generation.rounds import start_from_teacher
+    from ekagen.models.generator import build_generator
 
     tiny = dict(d_model=32, encoder_layers=1, decoder_layers=1, heads=4, ffn=64, max_length=16)
     torch.manual_seed(0)
-    teacher = build_generator(GeneratorConfig(**tiny, fusion="memory"), 20, views=1)
-    student = build_generator(GeneratorConfig(**tiny, fusion="memory"), 20, views=1)
+    teacher = build_generator(model_config(**tiny, fusion="memory"), 20, views=1)
+    student = build_generator(model_config(**tiny, fusion="memory"), 20, views=1)
     start_from_teacher(student, teacher, Path("data/gid/r0"))
     assert all(torch.equal(a, b) for a, b in zip(student.state_dict().values(),
                                                  teacher.state_dict().values(), strict=True))
-    other = build_generator(GeneratorConfig(**tiny, fusion="paper"), 20, views=1)
+    other = build_generator(model_config(**tiny, fusion="paper"), 20, views=1)
     with pytest.raises(ValueError, match="data/gid/r0.*architecture"):
         start_from_teacher(other, teacher, Path("data/gid/r0"))
     with pytest.raises(ValueError, match="student_init"):
-        GidConfig(student_init="random")
+        config("gid", student_init="random")
 
 
 def test_cosine_schedule_decays_to_zero_over_the_round_and_step_is_per_epoch():
-    from ekagen.config import TrainConfig
     from ekagen.generation.train import scheduler_factory
 
     param = torch.nn.Parameter(torch.zeros(1))
-    make, interval = scheduler_factory(TrainConfig(lr=1.0, scheduler="cosine"), epochs=2)
+    make, interval = scheduler_factory(config("train", lr=1.0, scheduler="cosine"), epochs=2)
     opt = torch.optim.SGD([param], lr=1.0)
     sched = make(opt, 5)  # 5 batches an epoch, 2 epochs
     rates = []
@@ -65,27 +64,27 @@ def test_cosine_schedule_decays_to_zero_over_the_round_and_step_is_per_epoch():
         sched.step()
         rates.append(opt.param_groups[0]["lr"])
     assert interval == "step" and rates[4] == pytest.approx(0.5) and rates[-1] == pytest.approx(0)
-    assert scheduler_factory(TrainConfig(scheduler="step"), 2)[1] == "epoch"
-    with pytest.raises(ValueError, match="train.scheduler"):
-        scheduler_factory(TrainConfig(scheduler="linear"), 2)
+    assert scheduler_factory(config("train", scheduler="step:1:0.5"), 2)[1] == "epoch"
+    assert scheduler_factory(config("train", scheduler="constant"), 2)[0] is None
 
 
-def test_generator_folders_saved_before_fusion_existed_load_as_paper(tmp_path):
+def test_generator_folder_from_an_older_schema_is_an_error_naming_the_key(tmp_path):
     import json
 
     from ekagen.data.vocab import Vocabulary
     from ekagen.generation.checkpoint import load_generator, save_generator
-    from ekagen.models.generator import GeneratorConfig, build_generator
+    from ekagen.models.generator import build_generator
 
     tiny = dict(d_model=32, encoder_layers=1, decoder_layers=1, heads=4, ffn=64, max_length=16)
     vocab = Vocabulary.build(["the heart is normal ."], 1, 16)
-    model = build_generator(GeneratorConfig(**tiny, fusion="paper"), len(vocab), views=1)
-    save_generator(model, tmp_path, vocab, {})
-    config = json.loads((tmp_path / "model.json").read_text())
-    del config["model"]["fusion"], config["model"]["copy"]
-    (tmp_path / "model.json").write_text(json.dumps(config))
-    loaded, _, _ = load_generator(tmp_path)
-    assert loaded.cfg.fusion == "paper" and loaded.cfg.copy is False
+    model = build_generator(model_config(**tiny, fusion="paper"), len(vocab), views=1)
+    save_generator(model, tmp_path, vocab, config("adm"), config("iek"), {})
+    saved = json.loads((tmp_path / "model.json").read_text())
+    assert saved["adm"] == config("adm").__dict__ and saved["iek"] == config("iek").__dict__
+    del saved["model"]["copy"]
+    (tmp_path / "model.json").write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match=r"missing key\(s\) \['copy'\]"):
+        load_generator(tmp_path)
 
 
 def test_copy_model_round_trips_through_its_folder(tmp_path):
@@ -93,13 +92,13 @@ def test_copy_model_round_trips_through_its_folder(tmp_path):
 
     from ekagen.data.vocab import Vocabulary
     from ekagen.generation.checkpoint import load_generator, save_generator
-    from ekagen.models.generator import GeneratorConfig, build_generator
+    from ekagen.models.generator import build_generator
 
     tiny = dict(d_model=32, encoder_layers=1, decoder_layers=1, heads=4, ffn=64, max_length=16)
     vocab = Vocabulary.build(["the heart is normal ."], 1, 16)
     torch.manual_seed(0)
-    model = build_generator(GeneratorConfig(**tiny, copy=True), len(vocab), views=1).eval()
-    save_generator(model, tmp_path, vocab, {})
+    model = build_generator(model_config(**tiny, copy=True), len(vocab), views=1).eval()
+    save_generator(model, tmp_path, vocab, config("adm"), config("iek"), {})
     loaded, _, _ = load_generator(tmp_path)
     assert loaded.cfg.copy is True
     images, tokens = torch.rand(1, 1, 32, 32), torch.tensor([[1, 4, 5]])

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from ekagen.training import EngineConfig, Trainer
 from ekagen.training.batching import LengthGroupedSampler
+from ekagen.training.engine import EngineConfig, Trainer
 from tests.training.toy import ToyData, mse_step, sgd, toy_model
 
 

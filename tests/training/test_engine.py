@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from ekagen.training import EngineConfig, NonFiniteLossError, Trainer, fit
 from ekagen.training.checkpoint import capture_rng, load_checkpoint, restore_rng
-from ekagen.training.engine import bf16_supported
+from ekagen.training.engine import EngineConfig, NonFiniteLossError, Trainer, bf16_supported, fit
 from tests.training.toy import ToyData, mse_step, sgd, step_lr, toy_model
 
 
