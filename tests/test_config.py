@@ -61,8 +61,8 @@ def test_wrong_types_and_choices_are_errors(key, value):
                                            ("true", True), ("false", False)])
 def test_auto_true_false_fields_take_yaml_booleans(text, expected):
     """YAML reads `faiss_gpu: true` (and `-S runtime.faiss_gpu=true`) as a boolean."""
-    assert config("runtime", faiss_gpu=text).faiss_gpu is expected or expected == "auto"
-    assert config("runtime", faiss_gpu=text).faiss_gpu == expected
+    value = config("runtime", faiss_gpu=text).faiss_gpu
+    assert value == expected and type(value) is type(expected)
 
 
 def test_auto_true_false_fields_reject_other_values():
