@@ -61,6 +61,7 @@ import sys
 import time
 
 from ekagen.data.openi import OpenIRecord, iter_openi_records
+from ekagen.evaluation.ce import precision_recall_f1
 from ekagen.labeler import label_reports, split_sentences
 from ekagen.labeler.engine import label_sentence
 from ekagen.observations import OBSERVATIONS
@@ -153,9 +154,7 @@ def automatic_observations(tags: list[str]) -> set[str]:
 
 
 def _prf(tp: int, fp: int, fn: int) -> dict[str, float]:
-    p = tp / (tp + fp) if tp + fp else 0.0
-    r = tp / (tp + fn) if tp + fn else 0.0
-    f = 2 * p * r / (p + r) if p + r else 0.0
+    p, r, f = precision_recall_f1(tp, fp, fn)
     return {"precision": round(p, 4), "recall": round(r, 4), "f1": round(f, 4)}
 
 

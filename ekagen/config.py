@@ -170,8 +170,8 @@ class Schedule:
 Backbone = Literal["resnet18", "resnet34", "resnet50", "resnet101"]
 ClassifierBackbone = Literal["resnet18", "resnet34", "resnet50", "resnet101", "densenet121",
                              "swin_t"]
-SELECT_METRICS = ("bleu4", "ce_micro_f1", "ce_bleu4")
-IEK_RULES = ("likelihood", "threshold")
+IekRule = Literal["likelihood", "threshold"]
+IEK_RULES: tuple[str, ...] = typing.get_args(IekRule)
 
 
 @dataclass
@@ -253,7 +253,7 @@ class RksConfig:
 @dataclass
 class IekConfig:
     max_hamming: int  # -1 = no limit
-    rule: Literal["likelihood", "threshold"]
+    rule: IekRule
 
     def __post_init__(self) -> None:
         _require(self.max_hamming >= -1, "max_hamming must be >= -1 (-1 = any distance)")
