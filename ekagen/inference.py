@@ -117,10 +117,6 @@ class ReportWriter:
                            self.adm.dilation, self.batch_size, self.device, progress=progress,
                            skip_classes=skip)
 
-    def knowledge_labels(self, probabilities: np.ndarray, predicted: np.ndarray) -> np.ndarray:
-        """The labels each study looks its knowledge up by, under ``iek.rule``."""
-        return self.kb.diagnosis_labels(self.iek.rule, predicted, probabilities)
-
     def decode(self, inputs: torch.Tensor, knowledge: torch.Tensor) -> list[str]:
         """Reports for a batch: the student's view of the images (B, V, S, S), or cached
         backbone features of that view, and knowledge token ids (B, L)."""
@@ -130,6 +126,13 @@ class ReportWriter:
                                 d.beam_size, d.max_length, d.length_penalty, d.no_repeat_ngram,
                                 d.eos_threshold)
         return [self.vocab.decode(seq) for seq in sequences]
+
+    def decode_images(self, images: torch.Tensor, masks: torch.Tensor,
+                      knowledge: torch.Tensor) -> list[str]:
+        """Reports for images (B, V, S, S) in [0, 1] with their ADM masks: the student's view
+        (``adm`` settings), then :meth:`decode`."""
+        student = adm_views(images.to(self.device), masks.to(self.device), self.adm)
+        return self.decode(student, knowledge)
 
     @torch.no_grad()
     def write(self, pixels: np.ndarray, progress: bool = False) -> list[Report]:
@@ -148,7 +151,8 @@ class ReportWriter:
         self.generator.eval()
         result = self.diagnose(pixels, progress)
         probabilities, predicted = study_diagnosis(result)
-        labels = self.knowledge_labels(probabilities, predicted.astype(np.float32))
+        labels = self.kb.diagnosis_labels(self.iek.rule, predicted.astype(np.float32),
+                                          probabilities)
         tokens = torch.from_numpy(self.kb.lookup(labels))
         details = self.kb.lookup_details(labels)
         size = pixels.shape[-1]
@@ -158,9 +162,8 @@ class ReportWriter:
         for start in range(0, len(pixels), self.batch_size):
             chunk = slice(start, start + self.batch_size)
             images = torch.from_numpy(pixels[chunk].astype(np.float32) / 255.0)
-            student = adm_views(images.to(self.device),
-                                torch.from_numpy(masks[chunk]).to(self.device), self.adm)
-            texts.extend(self.decode(student, tokens[chunk]))
+            texts.extend(self.decode_images(images, torch.from_numpy(masks[chunk]),
+                                            tokens[chunk]))
         return [Report(report=texts[i],
                        diagnosis=[o for o, v in zip(OBSERVATIONS, predicted[i], strict=True)
                                   if v],
@@ -181,14 +184,14 @@ class ReportWriter:
         texts: list[str] = []
         for start in range(0, len(dataset), self.batch_size):
             items = [dataset[i] for i in range(start, min(start + self.batch_size, len(dataset)))]
+            knowledge = torch.stack([it["knowledge"] for it in items])
             if "features" in items[0]:
                 key = "adm_features" if self.adm.apply else "features"
-                inputs = torch.stack([it[key] for it in items])
+                texts.extend(self.decode(torch.stack([it[key] for it in items]), knowledge))
             else:
-                inputs = adm_views(torch.stack([it["images"] for it in items]).to(self.device),
-                                   torch.stack([it["masks"] for it in items]).to(self.device),
-                                   self.adm)
-            texts.extend(self.decode(inputs, torch.stack([it["knowledge"] for it in items])))
+                texts.extend(self.decode_images(torch.stack([it["images"] for it in items]),
+                                                torch.stack([it["masks"] for it in items]),
+                                                knowledge))
         self.generator.train(was_training)
         if len(texts) != len(dataset):
             raise RuntimeError(f"decoded {len(texts)} reports for {len(dataset)} studies")

@@ -48,9 +48,7 @@ def load_iu_phantom(cfg: DataConfig, rejections: Rejections) -> list[StudyRecord
 
 def load_openi(cfg: DataConfig, rejections: Rejections) -> list[StudyRecord]:
     """OpenI XML reports plus the user's folder of OpenI PNGs named ``<image id>.png``."""
-    if not cfg.image_dir:
-        raise ValueError("params.yaml data.image_dir: the openi source needs the PNG folder")
-    root = Path(cfg.image_dir)
+    root = Path(cfg.image_dir)  # DataConfig requires it for this source
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: OpenI image folder not found (data.image_dir)")
     studies = []
@@ -125,9 +123,6 @@ def _strip_prefix(value: str) -> str:
 
 def load_r2gen(cfg: DataConfig, rejections: Rejections) -> list[StudyRecord]:
     """A user's R2Gen ``annotation.json`` (IU X-Ray or MIMIC-CXR) and image folder."""
-    if not cfg.annotation or not cfg.image_dir:
-        raise ValueError("params.yaml data.annotation and data.image_dir are required for the "
-                         "r2gen source")
     path, root = Path(cfg.annotation), Path(cfg.image_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: image folder not found (data.image_dir)")
