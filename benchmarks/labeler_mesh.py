@@ -45,7 +45,10 @@ Stents, Sutures
 
 Scores per observation: MeSH-positive count, labeler-positive count and precision / recall /
 F1 of "labeler = 1" and of "labeler = 1 or -1" against MeSH presence; micro averages over the
-13 observations other than No Finding; accuracy and F1 of No Finding = 1 against the 'normal'
+13 observations other than No Finding; ``mean_recall``, the unweighted mean of the 13
+recalls (the acceptance figure: >= 0.90 for "1 or -1", that is mention detection); the share
+of reports tagged only 'normal' in which the labeler marks any finding 1 (the false-positive
+figure: <= 5%); accuracy and F1 of No Finding = 1 against the 'normal'
 tag. The ``automatic`` tags come from an automatic indexer that ignores negation; the script
 only counts how often the labeler mentions (any value) an observation whose automatic tag is
 present, for reference.
@@ -184,6 +187,14 @@ def score(records: list[OpenIRecord], labels) -> dict:
             row["automatic_tagged_labeler_mentions"] = int(mentioned)
         out["per_observation"][obs] = row
     out["micro"] = {k: _prf(*v) for k, v in micro.items()}
+    rows = out["per_observation"].values()
+    out["mean_recall"] = {key: round(sum(r[key]["recall"] for r in rows) / len(FINDINGS), 4)
+                          for key in ("pos", "pos_or_unc")}
+    normal_rows = [i for i, g in enumerate(gold) if g == {"No Finding"}]
+    flagged = labels[FINDINGS].iloc[normal_rows].eq(1).any(axis=1)
+    out["normal_reports_with_a_positive"] = {
+        "reports": len(normal_rows), "with_a_positive": int(flagged.sum()),
+        "fraction": round(float(flagged.mean()) if normal_rows else 0.0, 4)}
     normal = [("No Finding" in g) for g in gold]
     nf = [v == 1 for v in labels["No Finding"].to_numpy()]
     tp = sum(a and b for a, b in zip(nf, normal, strict=True))

@@ -13,51 +13,61 @@ angle or a device ("costophrenic XXXX", "sternotomy XXXX"). It needs no model an
 and sentences are cached, since reports repeat the same normal sentences: labelling a whole
 corpus is cheap enough to run inside ``prepare`` and for every evaluation.
 
-Design choices (where labelers differ)
---------------------------------------
-* **No Finding** is 1 when no observation other than Support Devices is positive or uncertain,
-  and 0 otherwise, so it is always usable for metrics. It is blank only for an empty report
-  (nothing was said at all). CheXpert writes 1 or blank.
-* **Aggregation** over a report's mentions: positive over uncertain over negative (CheXpert).
-* **Negated uncertainty** ("cannot be excluded", "not ruled out", "cannot exclude", "difficult
-  to exclude") is uncertain. "Likely", "probably", "possible", "may", "suggestive of",
-  "concerning for", "versus", "and/or", "borderline", "questionable", "unlikely",
-  "differential" etc. are uncertain, as in CheXpert ("likely" included). IU's anonymised hedges
-  ("most XXXX", "XXXX representing") are read as "likely" and so uncertain. Plain "X or Y" is
-  *not* uncertain (CheXpert marks it uncertain); "no new X" is negative (CheXpert: uncertain).
-  A disclaimer ("fractures may not be demonstrated") is not a mention.
-* **Negation scope** runs from the cue over a list ("no effusion, consolidation or
-  pneumothorax") and stops at clause breaks ("but", "however", "although", "which", "there
-  is", "with", "other than", ";"), at words that assert presence ("stable", "persistent",
-  "is", ...) unless a relation keeps it ("no findings are seen to suggest pneumonia"), and at
-  a new hedge ("no pneumothorax, possible effusion"). "No change in X" does not negate X.
-* **Normal language** gives negatives: "heart size is normal" -> Cardiomegaly 0; "normal
-  cardiomediastinal silhouette" -> Cardiomegaly 0 and Enlarged Cardiomediastinum 0; "the lungs
-  are clear" -> Lung Opacity 0; "normal pulmonary vascularity" -> Edema 0; "sharp costophrenic
-  angles" -> Pleural Effusion 0; "no acute bony abnormality"/"bones intact" -> Fracture 0.
-  A heart at the "upper limits of normal" is normal (Cardiomegaly 0); a "borderline" heart,
-  or "upper limits of normal to mildly enlarged", is uncertain Cardiomegaly.
-* **Enlarged cardiomediastinal silhouette** is Enlarged Cardiomediastinum 1 and Cardiomegaly
-  uncertain (which compartment is enlarged is not said); a "prominent" heart is uncertain
-  Cardiomegaly, a "prominent" mediastinum is Enlarged Cardiomediastinum.
-* **Lung Lesion** counts nodules, masses, tumours, cancers and "lesions" of the lung, as
-  CheXpert does. A (calcified) **granuloma** is *not* a lung lesion: it is a healed benign
-  finding that CheXpert does not list either (a "calcified nodule" still counts, being a
-  nodule).
-* **Lung Opacity** counts opacity, infiltrate, airspace disease, density, haziness and ground
-  glass; consolidation, edema or atelectasis do not imply it (no hierarchy is imposed).
-* **Edema** includes vascular/pulmonary congestion, CHF and heart failure (positive, where
-  CheXpert marks congestion uncertain); heart failure does not add uncertain Cardiomegaly.
-* **Atelectasis** includes "atelectatic", collapse (not vertebral) and volume loss.
-* **Pleural Effusion** includes "effusion(s)" (not pericardial or joint), pleural fluid and
-  blunting of the costophrenic angles.
-* **Pleural Other**: pleural thickening, plaques, calcification, pleural(-parenchymal)
-  scarring, fibrothorax, apical cap; not pulmonary fibrosis (CheXpert lists "fibrosis" here).
-* **Fracture**: fracture(s), fx; a rib "deformity" alone is not a fracture.
-* **Support Devices**: tubes, lines, catheters, ports, PICC, pacemakers/ICDs and their leads,
-  wires (incl. sternotomy wires), clips, staples, stents, prosthetic valves, orthopaedic
-  hardware, drains, coils, etc. "Sternotomy" alone (a history) is not a device; removed
-  devices are negative.
+Conventions: the CheXpert labeler's
+------------------------------------
+The rules follow the published conventions of the CheXpert labeler (Irvin et al. 2019,
+stanfordmlgroup/chexpert-labeler): its mention and unmention vocabulary, negation and
+uncertainty, and its aggregation. On that labeler's own example (the four reports of its
+``sample_reports.csv``) the output equals its ``labeled_reports.csv`` in every column
+(``tests/labeler/test_chexpert_conventions.py``). In detail:
+
+* **Aggregation** over a report's mentions: positive over uncertain over negative.
+* **No Finding** is 1 when no mention other than of Support Devices is positive or uncertain,
+  and blank otherwise (never 0). Mentions of CheXpert's "other findings" count as findings
+  here even though they are none of the 14: emphysema, granuloma, degenerative changes,
+  scoliosis, hyperinflation, calcification, blunting, elevation, hernia, volume loss, ...
+  (:data:`ekagen.labeler.rules.OTHER_FINDINGS`).
+* **CHF rule**: a positive or uncertain "heart failure"/"CHF" is Edema and makes Cardiomegaly
+  uncertain.
+* **Unmentions**: a calcified nodule is not a Lung Lesion, a pericardial effusion not a Pleural
+  Effusion, "massive" not a mass, pleural scarring not a Lung Opacity.
+* **Vocabulary**: Lung Opacity includes scarring, peribronchial and wall thickening,
+  interstitial and reticular markings, reticulation, increased density and decreased
+  translucency; Pleural Other includes fibrosis; vascular or pulmonary congestion,
+  indistinctness and vascular prominence are uncertain Edema; blunted costophrenic angles and
+  volume loss are "other findings", not Pleural Effusion or Atelectasis.
+* **Uncertainty**: "possible", "likely", "may", "suggestive of", "concerning for", "versus",
+  "and/or", "borderline" ...; negated uncertainty ("cannot be excluded", "not ruled out") and
+  "no new X" are uncertain; a "stable" or "unchanged" heart, cardiomediastinal silhouette or
+  mediastinum is uncertain unless it is also called normal.
+* **Negation** ("no", "without", "free of", "resolved", "is not seen", "normal") runs over a
+  list ("no effusion, consolidation or pneumothorax") and stops at clause breaks ("but",
+  "however", "which", "there is", "with", ";"), at words asserting presence ("stable",
+  "persistent", "is", ...) and at a new hedge ("no pneumothorax, possible effusion").
+* **Only what the vocabulary mentions gets a value**: "heart size is normal" is Cardiomegaly 0
+  and "normal cardiomediastinal silhouette" Enlarged Cardiomediastinum 0, but "the lungs are
+  clear", "sharp costophrenic angles" and "bones intact" give blanks, as in CheXpert.
+
+Deliberate differences (cases CheXpert is known to get wrong; each is tested)
+-----------------------------------------------------------------------------
+* A bare organ mention is not a finding. CheXpert lists "the heart", "heart size" and
+  "cardiac silhouette" as Cardiomegaly mentions, so any such sentence without a negation
+  ("the heart and lungs have not changed") becomes Cardiomegaly 1. Here the heart needs a
+  predicate: enlarged (1), normal (0), stable or borderline (uncertain).
+* A native valve is not a device: CheXpert's "valve" makes any valve Support Devices; only
+  prosthetic or replaced valves are here.
+* A disclaimer ("fractures may not be demonstrated") is no mention at all, and plain "X or Y"
+  is not a hedge.
+* Synonyms CheXpert's lists lack are kept where CheXpert assigns them nothing else: haziness
+  and ground glass (Lung Opacity), Kerley lines, venous hypertension and fluid overload
+  (Edema), hydro- and haemothorax (Pleural Effusion), pleural plaques, calcification and
+  apical caps (Pleural Other), pneumonitis (Pneumonia), and device names such as sternotomy
+  wires, clips, stents and ports (Support Devices). Without a dependency parser, negation
+  and uncertainty scope is approximated with word windows and clause breaks.
+
+IU X-Ray specifics: anonymisation tokens ("XXXX") are ordinary words, used where they stand
+for an angle or a device ("costophrenic XXXX", "sternotomy XXXX"); IU's anonymised hedges
+("most XXXX", "XXXX representing") are read as "likely".
 """
 
 from __future__ import annotations

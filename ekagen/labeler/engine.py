@@ -27,6 +27,9 @@ NAN = float("nan")
 _INDEX = {name: i for i, name in enumerate(OBSERVATIONS)}
 _NO_FINDING = _INDEX[rules.NO_FINDING]
 _SUPPORT = _INDEX[rules.SUPPORT_DEVICES]
+_CARDIOMEGALY = _INDEX[rules.CARDIOMEGALY]
+OTHER_FINDING = len(OBSERVATIONS)
+"""Index of a mention of one of CheXpert's "other findings" (it only withholds No Finding)."""
 
 
 def _words(pattern: str) -> str:
@@ -38,10 +41,12 @@ def _alternation(patterns: Iterable[str]) -> re.Pattern[str]:
     return re.compile(_words("|".join(f"(?:{p})" for p in patterns)))
 
 
-_MENTIONS = [(_INDEX[obs], _alternation(pats)) for obs, pats in rules.MENTIONS.items()]
-_CONDITIONAL = [(_INDEX[obs], re.compile(_words(p)), re.compile(req), re.compile(forbid))
-                for obs, p, req, forbid in rules.CONDITIONAL_MENTIONS]
-_NEGATION_ONLY = [(_INDEX[obs], _alternation(pats)) for obs, pats in rules.NEGATION_ONLY.items()]
+# (observation index, pattern, highest value a mention can take)
+_MENTIONS = [(_INDEX[obs], _alternation(pats), POSITIVE) for obs, pats in rules.MENTIONS.items()]
+_MENTIONS += [(_INDEX[obs], _alternation(pats), UNCERTAIN)
+              for obs, pats in rules.UNCERTAIN_MENTIONS.items()]
+_MENTIONS.append((OTHER_FINDING, _alternation(rules.OTHER_FINDINGS), POSITIVE))
+_HEART_FAILURE = re.compile(_words(rules.HEART_FAILURE))
 _STATES = [
     (re.compile(_words(subject)),
      re.compile(_words("|".join(f"(?P<p{i}>{pred})" for i, (pred, _) in enumerate(preds)))),
@@ -162,8 +167,13 @@ def classify(sentence: str, start: int, end: int, breaks: list[tuple[int, int]],
     if _IGNORE_POST.search(post):
         return None
 
-    # 1. Negated uncertainty ("cannot be excluded", "cannot exclude").
-    if _NEG_U_PRE.search(_last_words(pre, rules.UNCERTAINTY_WINDOW)) or _NEG_U_POST.search(post):
+    # 1. Negated uncertainty ("cannot be excluded", "cannot exclude", "no new"), unless a plain
+    # negation follows it ("no new opacity, no effusion": the effusion is negative).
+    unc_pre = _last_words(pre, rules.UNCERTAINTY_WINDOW)
+    neg_u = _last_cue(_NEG_U_PRE, unc_pre, [])
+    if neg_u is not None and not _NEG_PRE.search(unc_pre, neg_u.end()):
+        return UNCERTAIN
+    if _NEG_U_POST.search(post):
         return UNCERTAIN
 
     # 2. Negation before the mention, within the window, not reset in between.
@@ -178,7 +188,6 @@ def classify(sentence: str, start: int, end: int, breaks: list[tuple[int, int]],
         return NEGATIVE
 
     # 3. Uncertainty before or after.
-    unc_pre = _last_words(pre, rules.UNCERTAINTY_WINDOW)
     cue = _last_cue(_UNC_PRE, unc_pre, [])
     if cue is not None and not _is_reset(unc_pre[cue.end():], True, False):
         return UNCERTAIN
@@ -214,23 +223,20 @@ def label_sentence(sentence: str) -> tuple[tuple[int, float], ...]:
     """All (observation index, value) mentions of one normalised sentence."""
     breaks = [(m.start(), m.end()) for m in _BREAKS.finditer(sentence)]
     # (start, end, observation index or state values, only_negative)
-    spans: list[tuple[int, int, int | dict[int, float], bool]] = []
-    for index, pattern in _MENTIONS:
-        spans += [(m.start(), m.end(), index, False) for m in pattern.finditer(sentence)]
-    for index, pattern, require, forbid in _CONDITIONAL:
-        if require.search(sentence) and not forbid.search(sentence):
-            spans += [(m.start(), m.end(), index, False) for m in pattern.finditer(sentence)]
-    for index, pattern in _NEGATION_ONLY:
-        spans += [(m.start(), m.end(), index, True) for m in pattern.finditer(sentence)]
-    spans += [(start, end, values, False)
+    # (start, end, observation index or state values, highest value)
+    spans: list[tuple[int, int, int | dict[int, float], float]] = []
+    for index, pattern, ceiling in _MENTIONS:
+        spans += [(m.start(), m.end(), index, ceiling) for m in pattern.finditer(sentence)]
+    spans += [(start, end, values, POSITIVE)
               for start, end, values in _state_mentions(sentence, breaks)]
     if not spans:
         return ()
     # Finding mentions (not state predicates) bound the post-cue window of earlier mentions.
-    starts = sorted({span[0] for span in spans if isinstance(span[2], int) and not span[3]})
+    starts = sorted({span[0] for span in spans
+                     if isinstance(span[2], int) and span[2] != OTHER_FINDING})
 
     found: list[tuple[int, float]] = []
-    for start, end, what, only_negative in spans:
+    for start, end, what, ceiling in spans:
         # What follows a mention belongs to it up to the next mention, unless the two are
         # adjacent or joined by a conjunction ("effusion or pneumothorax is not seen").
         limit = next((s for s in starts if s >= end), len(sentence))
@@ -239,8 +245,13 @@ def label_sentence(sentence: str) -> tuple[tuple[int, float], ...]:
             limit = len(sentence)
         if isinstance(what, int):
             value = classify(sentence, start, end, breaks, limit)
-            if value is not None and (not only_negative or value == NEGATIVE):
-                found.append((what, value))
+            if value is None:
+                continue
+            if value == POSITIVE and ceiling == UNCERTAIN:
+                value = UNCERTAIN
+            found.append((what, value))
+            if value != NEGATIVE and _HEART_FAILURE.fullmatch(sentence, start, end):
+                found.append((_CARDIOMEGALY, UNCERTAIN))
             continue
         # A positive state goes through the cue analysis; an uncertain companion of it
         # ("enlarged cardiomediastinal silhouette" -> Cardiomegaly uncertain) follows a negation.
@@ -260,20 +271,23 @@ def label_sentence(sentence: str) -> tuple[tuple[int, float], ...]:
 def aggregate(mentions: Iterable[tuple[int, float]], empty: bool = False) -> list[float]:
     """One value per observation: positive over uncertain over negative; No Finding derived.
 
-    No Finding is 1 when no observation other than Support Devices is positive or uncertain and
-    0 otherwise; it is NaN (like everything else) only for an ``empty`` report.
+    No Finding is 1 when no mention other than of Support Devices is positive or uncertain,
+    CheXpert's "other findings" included, and blank otherwise (CheXpert writes 1 or blank). An
+    ``empty`` report has every value blank.
     """
     values = [NAN] * len(OBSERVATIONS)
     rank = {POSITIVE: 3, UNCERTAIN: 2, NEGATIVE: 1}
+    finding = False
     for index, value in mentions:
+        if value != NEGATIVE and index not in (_SUPPORT, _NO_FINDING):
+            finding = True
+        if index == OTHER_FINDING:
+            continue
         current = values[index]
         if math.isnan(current) or rank[value] > rank[current]:
             values[index] = value
-    if empty:
-        return values
-    finding = any(v in (POSITIVE, UNCERTAIN) for i, v in enumerate(values)
-                  if i not in (_NO_FINDING, _SUPPORT))
-    values[_NO_FINDING] = NEGATIVE if finding else POSITIVE
+    if not empty and not finding:
+        values[_NO_FINDING] = POSITIVE
     return values
 
 

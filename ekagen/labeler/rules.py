@@ -41,8 +41,6 @@ MENTIONS: dict[str, list[str]] = {
     ATELECTASIS: [
         r"(?!non)[a-z]*atelecta[a-z]*",
         r"(?<!vertebral )(?<!body )(?<!compression )collapsed?",
-        r"volume loss",
-        r"loss of (?:lung )?volume",
     ],
     CARDIOMEGALY: [
         r"(?!non)[a-z]*cardiomegaly",
@@ -59,15 +57,12 @@ MENTIONS: dict[str, list[str]] = {
     EDEMA: [
         r"(?<!tissue )(?!non|lymph|myx)[a-z]*edema(?:tous)?",
         r"(?:pulmonary )?venous hypertension",
-        r"congestive changes?",
-        r"(?:vascular|venous|pulmonary|interstitial) congestion",
         r"congestive (?:heart )?failure",
         r"chf",
         r"heart failure",
         r"fluid overload",
         r"kerley(?: b)?(?: lines)?",
-        r"cephalization",
-        r"(?:vascular|venous) (?:engorgement|plethora|redistribution)",
+        r"(?:vascular|venous) (?:engorgement|plethora)",
         r"increased (?:pulmonary |lung |central )?(?:vascularity|vasculature|vascular markings)",
         r"engorged (?:pulmonary )?(?:vessels|vasculature|vascularity)",
     ],
@@ -87,7 +82,7 @@ MENTIONS: dict[str, list[str]] = {
         r"broken (?:ribs?|bones?|clavicle)",
     ],
     LUNG_LESION: [
-        r"(?!non)[a-z]*nodul(?:e|es|ar|arity)",
+        r"(?<!calcified )(?!non)[a-z]*nodul(?:e|es|ar|arity)",
         r"(?<!muscle )(?<!body )(?<!breast )mass(?:es)?(?! effect)",
         r"mass ?like",
         r"(?:lung|pulmonary|cavitary|cavitating|parenchymal|spiculated|pleural based|mass|apical"
@@ -107,16 +102,20 @@ MENTIONS: dict[str, list[str]] = {
         r"alveolar (?:disease|process|filling)",
         r"ground ?glass",
         r"haz(?:y|iness)",
-        r"reticul(?:ar|onodular) (?:opacit(?:y|ies)|pattern|densit(?:y|ies)|changes?)",
+        r"reticul(?:ar|onodular) (?:opacit(?:y|ies)|patterns?|densit(?:y|ies)|changes?"
+        r"|markings?)",
+        r"reticulations?",
+        r"decreased translucency",
+        r"increased densit(?:y|ies)",
+        r"interstitial (?:markings?|patterns?|lung)",
+        r"(?:peribronchial|bronchial|bronchovascular)? ?wall thickening",
+        r"peribronchial thickening",
+        r"(?<!pleural )(?<!pleural apical )scar(?:s|ring|red)?",
     ],
     PLEURAL_EFFUSION: [
         r"(?<!pericardial )(?<!joint )(?<!knee )[a-z]*effusions?",
         r"pleural fluid",
         r"(?:hydro|hemo)thorax",
-        r"blunt(?:ing|ed) of (?:the )?(?:(?:right|left|bilateral|both|lateral|posterior|"
-        r"costophrenic|xxxx) )*(?:costophrenic )?(?:angles?|sulcus|sulci|recess(?:es)?|xxxx)",
-        rf"blunt(?:ing|ed) {_ADV}(?:(?:right|left|bilateral|both|lateral|posterior) )*"
-        r"costophrenic",
         r"pleural (?:and|or) pericardial effusions?",
     ],
     PLEURAL_OTHER: [
@@ -126,6 +125,8 @@ MENTIONS: dict[str, list[str]] = {
         r"pleuro ?parenchymal (?:scarring|scar|scars|thickening|changes?)",
         r"pleural parenchymal (?:scarring|scar|scars|thickening|changes?)",
         r"fibrothorax",
+        r"fibros[ie]s",
+        r"pleuro ?pericardial scar(?:s|ring)?",
         r"apical (?:pleural )?(?:cap|capping)",
         r"pleural based (?:scarring|thickening)",
         r"fissur(?:e|al) thickening",
@@ -217,27 +218,38 @@ MENTIONS: dict[str, list[str]] = {
     ],
 }
 
-# Mentions that count only in a sentence matching ``require`` and not matching ``forbid``:
-# "density" is a lung opacity only when the sentence places it in the lung and not over a bone,
-# the breast, a hernia or a calcified granuloma.
-CONDITIONAL_MENTIONS: list[tuple[str, str, str, str]] = [
-    (LUNG_OPACITY,
-     r"(?<!bone )(?<!breast )(?<!soft tissue )(?<!sclerotic )(?<!osseous )densit(?:y|ies)",
-     r"\b(?:lungs?|lobes?|base|bases|basilar|bibasilar|lingula[r]?|apex|apices|apical|perihilar"
-     r"|midlung|parenchyma[l]?|airspace|interstitial|infrahilar|suprahilar|hilum|hilar)\b",
-     r"\b(?:over|overlying|projecting|projected|projects|ribs?|clavicle|breasts?|soft tissues?"
-     r"|hernia|calcific|calcified|granulomas?|granulomatous|foreign|artifact|nipple|bony|osseous"
-     r"|stents?|piercings?)\b"),
-]
-
-# Mentions whose only meaning is a negative: they count when negated ("no acute bony
-# abnormality" -> Fracture 0) and are dropped otherwise.
-NEGATION_ONLY: dict[str, list[str]] = {
-    FRACTURE: [
-        r"acute (?:bony|bone|osseous|skeletal|rib) (?:abnormality|abnormalities|findings?"
-        r"|injury|injuries|process|lesions?|disease)",
+# Mentions that are uncertain at most: CheXpert reads vascular or pulmonary congestion,
+# indistinctness and vascular prominence as uncertain edema. A negation still makes them 0.
+UNCERTAIN_MENTIONS: dict[str, list[str]] = {
+    EDEMA: [
+        r"(?:vascular|venous|pulmonary|interstitial|perihilar) congestion",
+        r"congestive changes?",
+        r"(?:vascular )?indistinctness",
+        r"(?:central )?(?:pulmonary )?vascular prominence",
+        r"(?:vascular|venous) redistribution",
     ],
 }
+
+# A positive or uncertain heart failure also makes Cardiomegaly uncertain (CheXpert's CHF rule).
+HEART_FAILURE = r"(?:congestive (?:heart )?failure|chf|heart failure)"
+
+# CheXpert's "other findings": not one of the 14 observations, but a positive or uncertain
+# mention withholds No Finding (emphysema, granuloma, degenerative changes, scoliosis, ...).
+# Negation and uncertainty apply as to any mention ("no emphysema" keeps No Finding).
+OTHER_FINDINGS: list[str] = [
+    r"emphysema(?:tous)?", r"blunt(?:ing|ed)?", r"densit(?:y|ies)", r"elevat(?:ion|ed)",
+    r"eventration", r"[a-z]*scolio(?:sis|tic)", r"degenera[a-z]*", r"calcifi[a-z]*",
+    r"hyperinflat[a-z]*", r"bronchospasm", r"asthma", r"hernias?", r"copd",
+    r"plaques?", r"osteophyt[a-z]*", r"aortic disease", r"bronchiolitis",
+    r"airways? disease", r"thicken(?:ing|ed)", r"cephalization", r"aspiration", r"bullae",
+    r"bullous", r"contusions?", r"atherosclero[a-z]*", r"osteopenia", r"metastas[ie]s",
+    r"metastatic", r"granulomas?", r"granulomatous", r"pneumomediastinum",
+    r"pneumoperitoneum", r"osteodystrophy", r"cuffing", r"irregular lucency", r"inflam[a-z]*",
+    r"fissures?", r"hypertension", r"prominen(?:t|ce)", r"[a-z]*kypho(?:sis|tic)",
+    r"hyperexpansion", r"bullets?", r"thoracentesis", r"bronchitis", r"volume loss",
+    r"loss of (?:lung )?volume", r"deformit(?:y|ies)", r"hemorrhage", r"hematoma",
+    r"radiopaque", r"aerophagia", r"arthropathy",
+]
 
 # Words that cleaning can glue together when it deletes a slash or hyphen without a space
 # ("atelectasis/airspace disease" -> "atelectasisairspace disease"). A token that is not itself
@@ -268,76 +280,79 @@ _BORDERLINE = (r"(?:(?:(?:at |near )?(?:the )?(?:upper|top|high) (?:limits? )?(?
 HEART_SUBJECT = (r"(?:heart(?: size| shadow| silhouette)?|size of the heart"
                  r"|cardiac (?:size|silhouette"
                  r"|shadow|contours?|diameter|outline)|cardiac)")
+# "Cardiomediastinal silhouette" is Enlarged Cardiomediastinum only in CheXpert's vocabulary;
+# heart and mediastinum named together are both.
 CM_SUBJECT = (r"(?:cardio ?mediastinal(?: (?:silhouettes?|contours?|shadow|structures|size|outline"
-              r"|borders?))?|cardiomediastinum|cardiac and mediastinal(?: (?:silhouettes?|contours?"
-              r"|shadows?|borders?))?|heart and mediastinum|mediastinum and heart"
-              r"|heart and mediastinal (?:contours?|silhouettes?))")
+              r"|borders?))?|cardiomediastinum)")
+HEART_AND_MEDIASTINUM = (r"(?:cardiac and mediastinal(?: (?:silhouettes?|contours?|shadows?"
+                         r"|borders?))?|heart and mediastinum|mediastinum and heart"
+                         r"|heart and mediastinal (?:contours?|silhouettes?))")
 MEDIASTINUM_SUBJECT = (r"(?:(?:superior )?mediastinum|(?:hilar and )?mediastinal (?:and hilar )?"
                        r"(?:contours?|silhouettes?|width|structures|shadow|borders?|outline))")
-LUNG_SUBJECT = r"(?:lungs?(?! volumes?)|lung fields|lung parenchyma|lungs bilaterally)"
 VASCULAR_SUBJECT = (r"(?:(?:pulmonary|lung|central) (?:vascularity|vasculature|vessels|vascular"
                     r" markings|vascular pattern|xxxx)|vascularity|vasculature)")
-CP_SUBJECT = r"(?:costophrenic (?:angles?|sulci|sulcus|recess(?:es)?|xxxx))"
-BONE_SUBJECT = (r"(?:(?:osseous|bony|skeletal) (?:structures|thorax|elements)|bones|osseous"
-                r"|bony thorax|ribs)")
+
+# "Stable" or "unchanged" heart, silhouette or mediastinum: uncertain (CheXpert), unless it is
+# also called normal ("stable and normal heart size" is 0, negation comes first).
+_STABLE = (r"(?:stable|unchanged|not changed|similar to prior)"
+           r"(?!(?: \S+){0,5}? (?:normal|unremarkable|within normal limits))")
 
 # (subject, [(predicate, {observation: value})]); first matching predicate after the subject.
+# Only observations CheXpert's vocabulary mentions get a value: "the lungs are clear" and
+# "sharp costophrenic angles" give nothing, as in CheXpert.
 STATE_PHRASES: list[tuple[str, list[tuple[str, dict[str, float]]]]] = [
-    (CM_SUBJECT, [
+    (HEART_AND_MEDIASTINUM, [
         (_BORDERLINE, {CARDIOMEGALY: UNCERTAIN, ENLARGED_CM: UNCERTAIN}),
         (_NORMAL, {CARDIOMEGALY: NEGATIVE, ENLARGED_CM: NEGATIVE}),
+        (_STABLE, {CARDIOMEGALY: UNCERTAIN, ENLARGED_CM: UNCERTAIN}),
         (r"(?:enlarged|enlargement|large|widened|prominent|increased)",
-         {ENLARGED_CM: 1.0, CARDIOMEGALY: UNCERTAIN}),
+         {ENLARGED_CM: 1.0, CARDIOMEGALY: 1.0}),
+    ]),
+    (CM_SUBJECT, [
+        (_BORDERLINE, {ENLARGED_CM: UNCERTAIN}),
+        (_NORMAL, {ENLARGED_CM: NEGATIVE}),
+        (_STABLE, {ENLARGED_CM: UNCERTAIN}),
+        (r"(?:enlarged|enlargement|large|widened|prominent|increased)", {ENLARGED_CM: 1.0}),
     ]),
     (HEART_SUBJECT, [
         (_BORDERLINE, {CARDIOMEGALY: UNCERTAIN}),
         (_NORMAL, {CARDIOMEGALY: NEGATIVE}),
+        (_STABLE, {CARDIOMEGALY: UNCERTAIN}),
         (r"(?:enlarged|enlargement|large|increased in size|increased|big)", {CARDIOMEGALY: 1.0}),
         (r"(?:prominent|prominence)", {CARDIOMEGALY: UNCERTAIN}),
     ]),
     (MEDIASTINUM_SUBJECT, [
         (_NORMAL, {ENLARGED_CM: NEGATIVE}),
+        (_STABLE, {ENLARGED_CM: UNCERTAIN}),
         (r"(?:widened|widening|wide|enlarged|enlargement|prominent|prominence|increased)",
          {ENLARGED_CM: 1.0}),
     ]),
-    (LUNG_SUBJECT, [
-        (r"(?:clear|clean|normal|unremarkable)", {LUNG_OPACITY: NEGATIVE}),
-    ]),
     (VASCULAR_SUBJECT, [
-        (_NORMAL, {EDEMA: NEGATIVE}),
         (r"(?:congested|engorged|indistinct|increased)", {EDEMA: 1.0}),
         (r"(?:prominent|prominence)", {EDEMA: UNCERTAIN}),
     ]),
-    (CP_SUBJECT, [
-        (r"(?:sharp|clear|normal|preserved)", {PLEURAL_EFFUSION: NEGATIVE}),
-        (r"(?:blunted|blunting|obliterated)", {PLEURAL_EFFUSION: 1.0}),
-    ]),
-    (BONE_SUBJECT, [
-        (r"(?:intact|unremarkable|normal|within normal limits)", {FRACTURE: NEGATIVE}),
-    ]),
 ]
 
-# Same predicates written before the subject ("normal heart size", "clear lungs").
+# Same predicates written before the subject ("normal heart size", "stable mediastinum").
 PRE_STATE_PHRASES: list[tuple[str, dict[str, float]]] = [
+    (rf"{_ADV}(?:normal|unremarkable|nonenlarged|non enlarged) (?:sized? |in size )?"
+     rf"{HEART_AND_MEDIASTINUM}", {CARDIOMEGALY: NEGATIVE, ENLARGED_CM: NEGATIVE}),
     (rf"{_ADV}(?:normal|unremarkable|nonenlarged|non enlarged) (?:sized? |in size )?{CM_SUBJECT}",
-     {CARDIOMEGALY: NEGATIVE, ENLARGED_CM: NEGATIVE}),
+     {ENLARGED_CM: NEGATIVE}),
     (rf"(?:normal|unremarkable|nonenlarged|non enlarged) (?:sized? )?{HEART_SUBJECT}",
      {CARDIOMEGALY: NEGATIVE}),
+    (rf"(?:stable|unchanged) (?!normal)(?:sized? )?{HEART_SUBJECT}", {CARDIOMEGALY: UNCERTAIN}),
+    (rf"(?:stable|unchanged) (?!normal)(?:appearance of (?:the )?)?(?:{CM_SUBJECT}"
+     rf"|{MEDIASTINUM_SUBJECT})", {ENLARGED_CM: UNCERTAIN}),
     (rf"borderline {_ADV}(?:sized? )?{HEART_SUBJECT}", {CARDIOMEGALY: UNCERTAIN}),
     (rf"prominent {_ADV}{HEART_SUBJECT}", {CARDIOMEGALY: UNCERTAIN}),
-    (rf"(?<!non )(?:enlarged|widened|prominent) {_ADV}{CM_SUBJECT}", {ENLARGED_CM: 1.0,
-                                                          CARDIOMEGALY: UNCERTAIN}),
-    (rf"{CM_SUBJECT} enlargement", {ENLARGED_CM: 1.0, CARDIOMEGALY: UNCERTAIN}),
+    (rf"(?<!non )(?:enlarged|widened|prominent) {_ADV}{CM_SUBJECT}", {ENLARGED_CM: 1.0}),
+    (rf"{CM_SUBJECT} enlargement", {ENLARGED_CM: 1.0}),
     (rf"(?:normal|unremarkable|non ?widened|non ?enlarged) {MEDIASTINUM_SUBJECT}",
      {ENLARGED_CM: NEGATIVE}),
-    (rf"clear {LUNG_SUBJECT}", {LUNG_OPACITY: NEGATIVE}),
-    (rf"normal {VASCULAR_SUBJECT}", {EDEMA: NEGATIVE}),
     (rf"prominent {_ADV}(?:central )?{VASCULAR_SUBJECT}", {EDEMA: UNCERTAIN}),
-    (r"(?:central )?(?:pulmonary )?vascular prominence", {EDEMA: UNCERTAIN}),
     (r"prominence of the (?:central )?(?:pulmonary )?(?:vasculature|vessels|vascularity)",
      {EDEMA: UNCERTAIN}),
-    (rf"(?:sharp|normal) {CP_SUBJECT}", {PLEURAL_EFFUSION: NEGATIVE}),
-    (rf"(?:intact|unremarkable|normal) {BONE_SUBJECT}", {FRACTURE: NEGATIVE}),
 ]
 
 # Words between a subject and its predicate that show the predicate belongs to another organ.
@@ -362,7 +377,9 @@ _EXCLUDE = (r"(?:be )?(?:entirely |completely |totally |definitely |definitively
 # Negated uncertainty: checked first, always uncertain.
 NEG_UNCERTAIN_PRE = (rf"\b(?:cannot|can not|cant|could not|couldnt|may not|unable to|difficult to"
                      rf"|not possible to|impossible to) {_EXCLUDE}\b"
-                     r"|\bno evidence to (?:exclude|rule out)\b")
+                     r"|\bno evidence to (?:exclude|rule out)\b"
+                     # "no new X": CheXpert reads it as uncertain (an old X may remain).
+                     r"|\bno new(?: areas? of)?\b")
 NEG_UNCERTAIN_POST = (rf"^(?:\S+ ){{0,6}}?(?:(?:is|are|was|were) )?(?:cannot|can not|cant|could not"
                       rf"|couldnt|may not|not|is not|are not|difficult to|hard to|impossible to)"
                       rf" {_EXCLUDE}\b"

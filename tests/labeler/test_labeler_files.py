@@ -112,7 +112,7 @@ def test_label_file_output_format(tmp_path: Path) -> None:
     for row in cells:
         assert all(value in {"1", "0", "-1", ""} for value in row[1:])
     by_name = dict(zip(OBSERVATIONS, cells[1][1:], strict=True))
-    assert by_name["Pleural Effusion"] == "1" and by_name["No Finding"] == "0"
+    assert by_name["Pleural Effusion"] == "1" and by_name["No Finding"] == ""
     assert by_name["Cardiomegaly"] == ""
     assert dict(zip(OBSERVATIONS, cells[2][1:], strict=True))["Pneumonia"] == "-1"
     reread = pd.read_csv(out)

@@ -24,7 +24,7 @@ def check(text: str, expected: dict[str, float]) -> None:
 NEGATION = [
     ("No pneumothorax.", {"Pneumothorax": N}),
     ("There is no focal consolidation.", {"Consolidation": N}),
-    ("Lungs are clear without effusion.", {"Pleural Effusion": N, "Lung Opacity": N}),
+    ("Lungs are clear without effusion.", {"Pleural Effusion": N, "Lung Opacity": None}),
     ("Negative for pneumothorax.", {"Pneumothorax": N}),
     ("Chest is free of infiltrates.", {"Lung Opacity": N}),
     ("No evidence of pulmonary edema.", {"Edema": N}),
@@ -42,8 +42,9 @@ NEGATION = [
     ("No XXXX of pleural effusion.", {"Pleural Effusion": N}),
     ("No definite consolidation.", {"Consolidation": N}),
     ("Pleural effusion is absent.", {"Pleural Effusion": N}),
-    ("No acute osseous abnormality.", {"Fracture": N}),
-    ("No new focal opacity.", {"Lung Opacity": N}),
+    ("No acute osseous abnormality.", {"Fracture": None}),
+    ("No new focal opacity.", {"Lung Opacity": U}),  # CheXpert: "no new" is uncertain
+    ("No new opacity and no effusion.", {"Lung Opacity": U, "Pleural Effusion": N}),
 ]
 
 LISTS_AND_SCOPE = [
@@ -70,7 +71,7 @@ LISTS_AND_SCOPE = [
      {"Pneumothorax": N, "Pleural Effusion": U}),
     ("No findings to suggest pneumonia.", {"Pneumonia": N}),
     ("Lungs are clear. Small right pleural effusion.",
-     {"Lung Opacity": N, "Pleural Effusion": P}),
+     {"Lung Opacity": None, "Pleural Effusion": P}),
 ]
 
 UNCERTAINTY = [
@@ -104,14 +105,16 @@ SYNONYMS = [
     ("Heart size normal.", {"Cardiomegaly": N}),
     ("The heart is normal in size.", {"Cardiomegaly": N}),
     ("Normal cardiomediastinal silhouette.",
-     {"Cardiomegaly": N, "Enlarged Cardiomediastinum": N}),
+     {"Cardiomegaly": None, "Enlarged Cardiomediastinum": N}),
     ("The cardiomediastinal silhouette is within normal limits.",
+     {"Cardiomegaly": None, "Enlarged Cardiomediastinum": N}),
+    ("The heart and mediastinum are normal.",
      {"Cardiomegaly": N, "Enlarged Cardiomediastinum": N}),
     ("Widened mediastinum.", {"Enlarged Cardiomediastinum": P}),
     ("There is mediastinal widening.", {"Enlarged Cardiomediastinum": P}),
     ("Mediastinal contours are normal.", {"Enlarged Cardiomediastinum": N}),
     ("Bilateral pleural effusions.", {"Pleural Effusion": P}),
-    ("Blunting of the left costophrenic angle.", {"Pleural Effusion": P}),
+    ("Blunting of the left costophrenic angle.", {"Pleural Effusion": None, "No Finding": None}),
     ("Small amount of pleural fluid on the right.", {"Pleural Effusion": P}),
     ("Small pericardial effusion.", {"Pleural Effusion": None}),
     ("Left apical pneumothorax.", {"Pneumothorax": P}),
@@ -125,11 +128,11 @@ SYNONYMS = [
     ("Subsegmental atelectasis at the left base.", {"Atelectasis": P}),
     ("The left lower lobe is atelectatic.", {"Atelectasis": P}),
     ("Right upper lobe collapse.", {"Atelectasis": P}),
-    ("Volume loss in the left lung.", {"Atelectasis": P}),
+    ("Volume loss in the left lung.", {"Atelectasis": None, "No Finding": None}),
     ("Mild interstitial edema.", {"Edema": P}),
-    ("Pulmonary vascular congestion.", {"Edema": P}),
+    ("Pulmonary vascular congestion.", {"Edema": U}),
     ("Findings of CHF.", {"Edema": P}),
-    ("Normal pulmonary vascularity.", {"Edema": N}),
+    ("Normal pulmonary vascularity.", {"Edema": None}),
     ("Old healed left rib fractures.", {"Fracture": P}),
     ("A 1 cm nodule in the right upper lobe.", {"Lung Lesion": P}),
     ("Left hilar mass.", {"Lung Lesion": P}),
@@ -144,8 +147,8 @@ SYNONYMS = [
     ("Median sternotomy wires are intact.", {"Support Devices": P}),
     ("Surgical clips in the right upper quadrant.", {"Support Devices": P}),
     ("Coronary artery stent.", {"Support Devices": P}),
-    ("Lungs are clear.", {"Lung Opacity": N}),
-    ("Bony structures are intact.", {"Fracture": N}),
+    ("Lungs are clear.", {"Lung Opacity": None}),
+    ("Bony structures are intact.", {"Fracture": None}),
     ("Rib deformity on the right.", {"Fracture": None}),
     ("Postoperative changes of sternotomy.", {"Support Devices": None}),
 ]
@@ -180,7 +183,8 @@ def test_aggregation_prefers_positive_then_uncertain() -> None:
 def test_iu_anonymisation_tokens() -> None:
     check("XXXX XXXX are intact. No focal consolidation, XXXX, or pneumothorax.",
           {"Consolidation": N, "Pneumothorax": N})
-    check("Blunting of the right costophrenic XXXX.", {"Pleural Effusion": P})
+    check("Blunting of the right costophrenic XXXX.",
+          {"Pleural Effusion": None, "No Finding": None})
     check("Midline sternotomy XXXX.", {"Support Devices": P})
     check("Most XXXX atelectasis at the right base.", {"Atelectasis": U})
     check("Stable XXXX opacity in the left upper lobe.", {"Lung Opacity": P})
@@ -190,9 +194,9 @@ EDGE_CASES = [
     ("Heart size is at the upper limits of normal.", {"Cardiomegaly": N}),
     ("Heart size is upper limits of normal to mildly enlarged.", {"Cardiomegaly": U}),
     ("Stable nonenlarged cardiomediastinal silhouette.",
-     {"Cardiomegaly": N, "Enlarged Cardiomediastinum": N}),
+     {"Cardiomegaly": None, "Enlarged Cardiomediastinum": N}),
     ("Enlarged cardiomediastinal silhouette.",
-     {"Enlarged Cardiomediastinum": P, "Cardiomegaly": U}),
+     {"Enlarged Cardiomediastinum": P, "Cardiomegaly": None}),
     ("Superimposed pneumonia is difficult to exclude.", {"Pneumonia": U}),
     ("Consolidation in the left lower lobe is unlikely.", {"Consolidation": U}),
     ("Please note that rib fractures may not be demonstrated on radiographs.",
@@ -204,12 +208,13 @@ EDGE_CASES = [
      {"Consolidation": P, "Pneumonia": U}),
     ("Effusion or pneumothorax is not seen.", {"Pleural Effusion": N, "Pneumothorax": N}),
     ("Normal heart size. Heart size and pulmonary vascularity are within normal limits.",
-     {"Cardiomegaly": N, "Edema": N}),
-    ("Mild central pulmonary vascular congestion.", {"Edema": P}),
+     {"Cardiomegaly": N, "Edema": None}),
+    ("Mild central pulmonary vascular congestion.", {"Edema": U}),
     ("Prominent pulmonary vasculature.", {"Edema": U}),
-    ("The right costophrenic angle is sharp.", {"Pleural Effusion": N}),
+    ("The right costophrenic angle is sharp.", {"Pleural Effusion": None}),
     ("Oval density overlying the left fifth rib.", {"Lung Opacity": None}),
-    ("Patchy density in the left lower lobe.", {"Lung Opacity": P}),
+    ("Patchy density in the left lower lobe.", {"Lung Opacity": None, "No Finding": None}),
+    ("Increased density in the left lower lobe.", {"Lung Opacity": P}),
     ("Non-displaced fracture of the left fifth rib.", {"Fracture": P}),
     ("Non-specific opacity at the right base.", {"Lung Opacity": P}),
     ("Non-enlarged heart.", {"Cardiomegaly": N}),
