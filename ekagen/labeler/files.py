@@ -23,6 +23,7 @@ import argparse
 import json
 import math
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -123,14 +124,19 @@ def read_reports(path: str | Path) -> pd.DataFrame:
     return _read_table(path)
 
 
-def label_file(input_path: str | Path, output_path: str | Path | None = None) -> pd.DataFrame:
+def label_file(input_path: str | Path, output_path: str | Path | None = None,
+               labeler: Callable[[Sequence[str]], pd.DataFrame] = label_reports) -> pd.DataFrame:
     """Label every report of a file; write ``report`` + 14 columns as CSV if asked.
+
+    ``labeler`` is the rule labeler unless another is given (see
+    :func:`ekagen.labeler.select.build_labeler`).
 
     The returned frame uses pandas' nullable ``Int64`` for the labels (1, 0, -1, <NA>), which
     is also how the CSV is written: integers, and an empty field for not mentioned.
     """
     reports = read_reports(input_path)[REPORT_COLUMN].reset_index(drop=True)
-    labels = label_reports(reports.tolist()).astype("Int64")
+    labels = labeler(reports.tolist())[list(OBSERVATIONS)].reset_index(drop=True)
+    labels = labels.astype("Int64")
     table = pd.concat([reports.to_frame(), labels], axis=1)
     table = table[[REPORT_COLUMN, *OBSERVATIONS]]
     if output_path is not None:
