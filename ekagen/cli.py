@@ -10,10 +10,26 @@ from collections.abc import Sequence
 from pathlib import Path
 
 
+def _labeler(args: argparse.Namespace):
+    """The labeler the flags name; CheXbert paths fall back to ./params.yaml's evaluate."""
+    from ekagen.labeler.select import build_labeler
+
+    checkpoint, bert_dir = args.chexbert_checkpoint, args.chexbert_bert_dir
+    if args.labeler == "chexbert" and (checkpoint is None or bert_dir is None) \
+            and Path("params.yaml").is_file():
+        import yaml
+
+        section = (yaml.safe_load(Path("params.yaml").read_text()) or {}).get("evaluate", {})
+        checkpoint = checkpoint or section.get("chexbert_checkpoint")
+        bert_dir = bert_dir or section.get("chexbert_bert_dir")
+    return build_labeler(args.labeler, checkpoint, bert_dir, device=args.device,
+                         batch_size=args.batch_size, progress=True)
+
+
 def _label(args: argparse.Namespace) -> int:
     from ekagen.labeler.files import label_file
 
-    table = label_file(args.input, args.output)
+    table = label_file(args.input, args.output, _labeler(args))
     if args.output is None:
         sys.stdout.write(table.to_csv(index=False))
     else:
@@ -75,29 +91,132 @@ def _preset(args: argparse.Namespace) -> int:
     return 0
 
 
-def _evaluate(args: argparse.Namespace) -> int:
+def _read_generations(path: Path, columns: Sequence[str], id_column: str):
+    """A generations file; CSV cells are read as text as written ("007" stays "007", an
+    empty report is an empty string, as in parquet)."""
     import pandas as pd
 
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: generations file not found")
+    if path.suffix == ".parquet":
+        table = pd.read_parquet(path)
+    else:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    for column in columns:
+        if column not in table.columns:
+            raise ValueError(f"{path}: no column {column!r} (columns: {list(table.columns)})")
+        bad = table[column].map(lambda v: not isinstance(v, str))
+        if bad.any():
+            raise ValueError(f"{path}: row {int(bad.to_numpy().argmax()) + 1}: {column!r} "
+                             "is not text")
+    return table.reset_index(drop=True)
+
+
+def _matched_by_id(table, other, args: argparse.Namespace) -> list[str]:
+    """The other file's reports in the order of the main file's ids."""
+    key = args.id_column
+    for name, frame in ((args.generations, table), (args.compare, other)):
+        if key not in frame.columns:
+            raise ValueError(f"{name}: --compare matches rows by {key!r}, a column it lacks")
+        missing = frame[key].map(lambda v: v is None or v != v or not str(v).strip())
+        if missing.any():
+            raise ValueError(f"{name}: row {int(missing.to_numpy().argmax()) + 1}: no {key!r}")
+        twice = frame[key].astype(str).duplicated()
+        if twice.any():
+            raise ValueError(f"{name}: id {frame[key].astype(str)[twice].iloc[0]!r} appears "
+                             "more than once")
+    ids, other_ids = table[key].astype(str), other[key].astype(str)
+    only_main = sorted(set(ids) - set(other_ids))
+    only_other = sorted(set(other_ids) - set(ids))
+    if only_main or only_other:
+        raise ValueError(f"the two files score different studies: {len(only_main)} id(s) only "
+                         f"in {args.generations} (e.g. {only_main[:3]}), {len(only_other)} "
+                         f"only in {args.compare} (e.g. {only_other[:3]})")
+    other = other.set_index(other_ids)
+    if args.reference_column in other.columns:
+        def words(text: object) -> str:
+            return " ".join(text.split()) if isinstance(text, str) else ""
+
+        for i, ref in zip(ids, table[args.reference_column], strict=True):
+            theirs = words(other.at[i, args.reference_column])
+            if not theirs:
+                raise ValueError(f"{args.compare}: id {i!r} has no reference")
+            if theirs != words(ref):
+                raise ValueError(f"{args.compare}: id {i!r} has a different reference than "
+                                 f"in {args.generations}; both must be scored on the same "
+                                 "references")
+    return other.loc[ids.tolist(), args.compare_column].tolist()
+
+
+def _protocol_table(flat: dict, intervals: dict, systems: Sequence[str]) -> str:
+    """A short text table of the headline metrics with their 95% intervals."""
+    keys = ("bleu4", "rouge_l", "cider", "ce14_micro_f1", "ce14_macro_f1", "ce14_example_f1",
+            "ce5_micro_f1", "ce14u_micro_f1")
+    width = max(len(n) for n in [*systems, *intervals["differences"], "metric"]) + 2
+    lines = ["metric".ljust(width) + "".join(k.rjust(24) for k in keys)]
+    for name in systems:
+        cells = []
+        for key in keys:
+            ci = intervals["systems"][name][key]
+            cells.append(f"{flat[f'{name}.{key}']:.3f} [{ci['low']:.3f}, {ci['high']:.3f}]")
+        lines.append(name.ljust(width) + "".join(c.rjust(24) for c in cells))
+    for pair, metrics in intervals["differences"].items():
+        cells = [f"{metrics[k]['value']:+.3f} p={metrics[k]['p_value']:.3f}" for k in keys]
+        lines.append(pair.ljust(width) + "".join(c.rjust(24) for c in cells))
+    return "\n".join(lines)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
     from ekagen.evaluation.run import score_systems
 
     path = Path(args.generations)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: generations file not found")
-    table = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
-    for column in (args.generated_column, args.reference_column):
-        if column not in table.columns:
-            raise ValueError(f"{path}: no column {column!r} (columns: {list(table.columns)})")
-    for column in (args.generated_column, args.reference_column):
-        bad = table[column].map(lambda v: not isinstance(v, str))
-        if bad.any():
-            raise ValueError(f"{path}: row {int(bad.idxmax()) + 1}: {column!r} is not text")
+    table = _read_generations(path, (args.generated_column, args.reference_column),
+                              args.id_column)
     refs = table[args.reference_column].tolist()
     if any(not r.strip() for r in refs):
         raise ValueError(f"{path}: empty reference report(s); every study needs one")
-    flat, per_class, _ = score_systems({"system": table[args.generated_column].tolist()}, refs,
-                                       meteor=not args.no_meteor)
-    print(json.dumps({"metrics": flat, "per_class": per_class["system"]}, indent=2))
+    systems = {"system": table[args.generated_column].tolist()}
+    if args.compare is not None:
+        other = _read_generations(Path(args.compare), (args.compare_column,), args.id_column)
+        systems["compare"] = _matched_by_id(table, other, args)
+    labeler = _labeler(args)
+    scored = score_systems(systems, refs, meteor=not args.no_meteor, labeler=labeler)
+    intervals = scored.bootstrap("system", args.bootstrap, args.seed)
+    payload = {"ce_labeler": args.labeler, "metrics": scored.flat,
+               "per_class": scored.per_class["system"], "intervals": intervals}
+    if args.compare is not None:
+        payload["per_class_compare"] = scored.per_class["compare"]
+    text = json.dumps(payload, indent=2)
+    if args.output is None:
+        print(text)
+    else:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(text + "\n")
+    print(_protocol_table(scored.flat, intervals, list(systems)), file=sys.stderr)
     return 0
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _labeler_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("labeler")
+    group.add_argument("--labeler", choices=("rules", "chexbert"), default="rules",
+                       help="rules: CheXpert-labeler conventions, no model (default); "
+                            "chexbert: the CheXbert model from local files")
+    group.add_argument("--chexbert-checkpoint", default=None, metavar="chexbert.pth",
+                       help="the CheXbert authors' checkpoint (default: evaluate."
+                            "chexbert_checkpoint of ./params.yaml)")
+    group.add_argument("--chexbert-bert-dir", default=None, metavar="DIR",
+                       help="local bert-base-uncased folder with config.json and vocab.txt "
+                            "(default: evaluate.chexbert_bert_dir of ./params.yaml)")
+    group.add_argument("--device", default="cpu", help="CheXbert's device (cpu, cuda)")
+    group.add_argument("--batch-size", type=_positive, default=16,
+                       help="CheXbert's batch size")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "'report' column. Output: CSV with 'report' and the 14 observation columns.")
     label.add_argument("input")
     label.add_argument("-o", "--output", default=None, help="CSV to write (default: stdout)")
+    _labeler_arguments(label)
     label.set_defaults(func=_label)
 
     gen = commands.add_parser("generate", help="write a report for each radiograph",
@@ -130,12 +250,28 @@ def build_parser() -> argparse.ArgumentParser:
     gen.set_defaults(func=_generate)
 
     ev = commands.add_parser("evaluate", help="score generated reports against references",
-                             description="NLG (BLEU-1..4, METEOR, ROUGE-L, CIDEr) and CE "
-                                         "(micro, macro, example-based) on a CSV or parquet.")
-    ev.add_argument("--generations", required=True)
+                             description="NLG (BLEU-1..4, METEOR, ROUGE-L, CIDEr) and every "
+                                         "CE protocol (14 or 5 observations; micro, macro, "
+                                         "example-based; uncertain as negative or positive) "
+                                         "with paired-bootstrap 95% intervals, on a CSV or "
+                                         "parquet. JSON on stdout, a short table on stderr.")
+    ev.add_argument("--generations", required=True, metavar="FILE",
+                    help="CSV or parquet with the generated and the reference report per row")
     ev.add_argument("--generated-column", default="generated")
     ev.add_argument("--reference-column", default="reference")
+    ev.add_argument("--compare", default=None, metavar="OTHER",
+                    help="another system's CSV/parquet on the same studies: paired test of "
+                         "FILE minus OTHER, rows matched by --id-column")
+    ev.add_argument("--compare-column", default="generated",
+                    help="OTHER's column with its reports (default: generated)")
+    ev.add_argument("--id-column", default="id", help="study id column, for --compare")
+    ev.add_argument("--bootstrap", type=_positive, default=1000, metavar="N",
+                    help="paired bootstrap resamples over the studies (default 1000)")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the bootstrap draws")
     ev.add_argument("--no-meteor", action="store_true", help="skip METEOR (needs Java)")
+    ev.add_argument("-o", "--output", default=None, metavar="OUT.json",
+                    help="write the JSON there instead of stdout (the table goes to stderr)")
+    _labeler_arguments(ev)
     ev.set_defaults(func=_evaluate)
 
     preset = commands.add_parser(

@@ -447,6 +447,19 @@ class DecodeConfig:
 class EvaluateConfig:
     round: str
     meteor: bool
+    ce_labeler: Literal["rules", "chexbert"]  # labels both sides for every CE protocol
+    chexbert_checkpoint: str | None  # the authors' chexbert.pth (ce_labeler: chexbert)
+    chexbert_bert_dir: str | None  # a local bert-base-uncased folder: config.json, vocab.txt
+    bootstrap_resamples: int  # paired bootstrap over test studies (the run's seed draws them)
+
+    def __post_init__(self) -> None:
+        _require(self.bootstrap_resamples >= 1,
+                 f"bootstrap_resamples must be >= 1, got {self.bootstrap_resamples}")
+        if self.ce_labeler == "chexbert":
+            _require(bool(self.chexbert_checkpoint) and bool(self.chexbert_bert_dir),
+                     "evaluate.ce_labeler: chexbert needs evaluate.chexbert_checkpoint (the "
+                     "path of chexbert.pth) and evaluate.chexbert_bert_dir (a local "
+                     "bert-base-uncased folder); nothing is downloaded")
 
 
 @dataclass

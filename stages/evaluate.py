@@ -3,8 +3,10 @@
 Exports the self-contained model folder (``data/eval/model``) first and scores what that
 folder writes, through the same :class:`~ekagen.inference.ReportWriter` as ``ekagen
 generate``. Writes metrics/eval.json (flat keys: ``ekagen.bleu4``,
-``nearest_neighbour.ce_micro_f1``...), metrics/eval_per_class.json, a per-observation F1
-table for ``dvc plots``, the generations and an HTML gallery.
+``nearest_neighbour.ce14_micro_f1``..., every CE protocol), metrics/eval_ci.json (paired
+bootstrap intervals of every metric, and EKAGen minus each other system with a p-value),
+metrics/eval_per_class.json, a per-observation F1 table for ``dvc plots``, the generations,
+the per-study scores and an HTML gallery.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 from ekagen.attention.adm import FEATURES_FILE
 from ekagen.config import DecodeConfig, EvaluateConfig, as_flat_dict
 from ekagen.data.artifacts import dump_json, load_images, load_studies_table
+from ekagen.evaluation.bootstrap import per_study_table
 from ekagen.evaluation.evaluate import (
     evaluate_test_split,
     generations_table,
@@ -26,6 +29,7 @@ from ekagen.evaluation.evaluate import (
 )
 from ekagen.inference import ReportWriter, export_model
 from ekagen.knowledge.store import RKS_FILE, read_table
+from ekagen.labeler.select import build_labeler
 from ekagen.tracking import log_metrics_flat, stage_run
 from ekagen.training.distributed import select_device
 from stages.common import parse, stage_parser
@@ -42,6 +46,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--classifier", default="data/classifier")
     parser.add_argument("--out", default="data/eval")
     parser.add_argument("--metrics", default="metrics/eval.json")
+    parser.add_argument("--intervals", default="metrics/eval_ci.json")
     parser.add_argument("--per-class", default="metrics/eval_per_class.json")
     parser.add_argument("--f1-table", default="metrics/eval_f1.csv")
     parser.add_argument("--gallery", default="metrics/gallery.html")
@@ -59,11 +64,20 @@ def main(argv: Sequence[str] | None = None) -> dict:
     images = load_images(Path(args.prepared))
     features = np.load(Path(args.adm) / FEATURES_FILE, mmap_mode="r")
     rks = read_table(model_dir / RKS_FILE, "rks")
-    flat_params = {"evaluate.round": cfg.round, **as_flat_dict(decode, "decode.")}
+    labeler = build_labeler(cfg.ce_labeler, cfg.chexbert_checkpoint, cfg.chexbert_bert_dir,
+                            device=str(writer.device), batch_size=runtime.batch_size,
+                            progress=not args.no_progress)
+    flat_params = {**as_flat_dict(cfg, "evaluate."), **as_flat_dict(decode, "decode.")}
     with stage_run("evaluate", flat_params) as mlflow:
         result = evaluate_test_split(writer, studies, images, features, rks, cfg.meteor,
-                                     progress=not args.no_progress)
+                                     progress=not args.no_progress, labeler=labeler)
+        intervals = {"ce_labeler": cfg.ce_labeler,
+                     **result.scored.bootstrap("ekagen", cfg.bootstrap_resamples, params.seed)}
         dump_json(result.flat, Path(args.metrics))
+        dump_json(intervals, Path(args.intervals))
+        test_ids = studies.loc[studies["split"] == "test", "id"].astype(str).tolist()
+        per_study_table(result.scored.statistics, test_ids).to_parquet(
+            out / "per_study.parquet", index=False)
         dump_json(result.per_class, Path(args.per_class))
         write_f1_table(result.per_class, Path(args.f1_table))
         generations_table(studies, result).to_parquet(out / "generations.parquet", index=False)
@@ -71,12 +85,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
         write_test_gallery(args.gallery, studies, images, result,
                            picks[: runtime.eval_gallery_size])
         log_metrics_flat(mlflow, result.flat)
-        for artifact in (args.metrics, args.per_class, args.gallery, "params.yaml", "dvc.lock"):
+        for artifact in (args.metrics, args.intervals, args.per_class, args.gallery,
+                         "params.yaml", "dvc.lock"):
             if Path(artifact).is_file():
                 mlflow.log_artifact(artifact)
     flat = result.flat
-    print(" | ".join(f"{s}: BLEU-4 {flat[s + '.bleu4']:.3f} CE-F1 {flat[s + '.ce_micro_f1']:.3f}"
-                     for s in result.systems))
+    print(" | ".join(f"{s}: BLEU-4 {flat[s + '.bleu4']:.3f} CE micro-F1 "
+                     f"{flat[s + '.ce14_micro_f1']:.3f}" for s in result.systems))
     return flat
 
 

@@ -26,7 +26,8 @@ TINY = {
               "max_length": 60},
     "train": {"epochs": 1, "batch_size": 8},
     "decode": {"beam_size": 2, "max_length": 30},
-    "evaluate": {"meteor": False},  # METEOR needs Java; tests about METEOR turn it on
+    # METEOR needs Java; tests about METEOR turn it on
+    "evaluate": {"meteor": False, "bootstrap_resamples": 200},
     "runtime": {"workers": 1, "batch_size": 16, "adm_gallery_size": 4, "eval_gallery_size": 3},
 }
 

@@ -94,6 +94,9 @@ def test_whole_file_from_yaml_text_with_bool_toggle(tmp_path):
     ("gid", "student_init", "random", "student_init: expected one of"),
     ("iek", "rule", "majority", "iek.rule: expected one of"),
     ("runtime", "device", "tpu", "device must be auto, cpu, cuda"),
+    ("evaluate", "ce_labeler", "chexpert", "ce_labeler: expected one of"),
+    ("evaluate", "ce_labeler", "chexbert", "needs evaluate.chexbert_checkpoint"),
+    ("evaluate", "bootstrap_resamples", 0, "bootstrap_resamples must be >= 1"),
 ])
 def test_each_section_validates_its_rules(section_name, key, value, message):
     with pytest.raises(ValueError, match=message):

@@ -63,11 +63,33 @@ def test_dvc_repro_runs_the_whole_dag_on_the_tiny_profile(tiny_repo):
     systems = {"ekagen": generations["generated"].tolist(),
                "most_frequent": generations["most_frequent"].tolist(),
                "nearest_neighbour": generations["nearest_neighbour"].tolist()}
-    rescored, _, _ = score_systems(systems, generations["reference"].tolist(), meteor=False)
+    rescored = score_systems(systems, generations["reference"].tolist(), meteor=False).flat
     for system in systems:
-        for metric in ("bleu4", "rouge_l", "cider", "ce_micro_f1", "ce_macro_f1"):
+        for metric in ("bleu4", "rouge_l", "cider", "ce14_micro_f1", "ce14_macro_f1",
+                       "ce14_example_f1", "ce5_micro_f1", "ce5_macro_f1", "ce14u_micro_f1",
+                       "ce5u_macro_f1"):
             key = f"{system}.{metric}"
             assert evaluation[key] == pytest.approx(rescored[key], abs=1e-6), key
+    # paired bootstrap: an interval around every metric of every system, and the differences
+    intervals = json.loads((root / "metrics/eval_ci.json").read_text())
+    assert intervals["resamples"] == 200 and intervals["studies"] == 8
+    assert intervals["ce_labeler"] == "rules" and intervals["seed"] == tiny_params()["seed"]
+    for system in (*systems, "knowledge"):
+        for metric in ("bleu4", "cider", "ce14_micro_f1", "ce5u_macro_f1"):
+            ci = intervals["systems"][system][metric]
+            assert ci["value"] == pytest.approx(evaluation[f"{system}.{metric}"], abs=1e-6)
+            assert ci["low"] <= ci["value"] + 1e-9 and ci["value"] <= ci["high"] + 1e-9
+    assert set(intervals["differences"]) == {"ekagen-most_frequent", "ekagen-nearest_neighbour",
+                                             "ekagen-knowledge"}
+    difference = intervals["differences"]["ekagen-nearest_neighbour"]["bleu4"]
+    assert difference["value"] == pytest.approx(
+        evaluation["ekagen.bleu4"] - evaluation["nearest_neighbour.bleu4"], abs=2e-6)
+    per_study = pd.read_parquet(root / "data/eval/per_study.parquet")
+    assert len(per_study) == 4 * 8 and set(per_study["system"]) == {*systems, "knowledge"}
+    ekagen_rows = per_study[per_study["system"] == "ekagen"]
+    assert ekagen_rows["id"].tolist() == test["id"].astype(str).tolist()
+    assert ekagen_rows["rouge_l"].mean() == pytest.approx(evaluation["ekagen.rouge_l"],
+                                                          abs=1e-6)
     assert "<table>" in (root / "metrics/gallery.html").read_text()
     assert (root / "data/eval/model/classifier/thresholds.json").is_file()
     # iek.rule=likelihood always lands on a combination the knowledge base holds
@@ -137,7 +159,37 @@ def test_cli_generate_on_png_and_dicom_and_evaluate(tiny_repo, tmp_path):
     metrics = json.loads(scored)["metrics"]
     evaluation = json.loads((root / "metrics/eval.json").read_text())
     assert metrics["system.bleu4"] == pytest.approx(evaluation["ekagen.bleu4"], abs=1e-6)
-    assert metrics["system.ce_micro_f1"] == pytest.approx(evaluation["ekagen.ce_micro_f1"])
+    assert metrics["system.ce14_micro_f1"] == pytest.approx(evaluation["ekagen.ce14_micro_f1"])
+
+
+def test_evaluate_stage_with_the_chexbert_labeler(tiny_repo, tmp_path):
+    """``evaluate.ce_labeler: chexbert`` on a tiny checkpoint in the public layout: the stage
+    labels both sides with it; the reports and the NLG scores do not change."""
+    import yaml
+
+    from tests.labeler.tiny_chexbert import write_tiny_chexbert
+
+    root, env = tiny_repo
+    checkpoint, bert = write_tiny_chexbert(tmp_path / "chexbert")
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["evaluate"].update(ce_labeler="chexbert", chexbert_checkpoint=str(checkpoint),
+                              chexbert_bert_dir=str(bert))
+    write_params(tmp_path / "params.yaml", params)
+    out = tmp_path / "metrics"
+    _run([sys.executable, "-m", "stages.evaluate", "--params", str(tmp_path / "params.yaml"),
+          "--out", str(tmp_path / "eval"), "--metrics", str(out / "eval.json"),
+          "--intervals", str(out / "eval_ci.json"), "--per-class", str(out / "per_class.json"),
+          "--f1-table", str(out / "f1.csv"), "--gallery", str(out / "gallery.html"),
+          "--no-progress"], root, env)
+    rules = json.loads((root / "metrics/eval.json").read_text())
+    chexbert = json.loads((out / "eval.json").read_text())
+    assert json.loads((out / "eval_ci.json").read_text())["ce_labeler"] == "chexbert"
+    assert chexbert["ekagen.bleu4"] == rules["ekagen.bleu4"]
+    ce_keys = [k for k in rules if ".ce" in k]
+    assert any(chexbert[k] != rules[k] for k in ce_keys)
+    generations = pd.read_parquet(tmp_path / "eval/generations.parquet")
+    assert generations["generated"].equals(
+        pd.read_parquet(root / "data/eval/generations.parquet")["generated"])
 
 
 def test_cli_writes_exactly_the_evaluate_stage_report_for_a_test_study(tiny_repo, tmp_path):

@@ -19,9 +19,9 @@ import pandas as pd
 
 from ekagen.evaluation.baselines import most_frequent_report, nearest_neighbour_reports
 from ekagen.evaluation.html import overlay_png, write_gallery
-from ekagen.evaluation.run import score_systems
+from ekagen.evaluation.run import ScoredSystems, score_systems
 from ekagen.inference import Report, ReportWriter
-from ekagen.labeler import label_reports
+from ekagen.labeler.select import Labeler
 from ekagen.observations import OBSERVATIONS
 
 
@@ -31,13 +31,16 @@ class EvaluationResult:
     systems: dict[str, list[str]]
     flat: dict  # ``<system>.<metric>`` and ``test_studies``
     per_class: dict
+    scored: ScoredSystems  # per-study statistics: bootstrap and per-study scores
 
 
 def evaluate_test_split(writer: ReportWriter, studies: pd.DataFrame, images: np.ndarray,
                         features: np.ndarray, rks: pd.DataFrame, meteor: bool,
-                        progress: bool = True) -> EvaluationResult:
+                        progress: bool = True, labeler: Labeler | None = None
+                        ) -> EvaluationResult:
     """Write and score every test study. ``images`` is the image cache, ``features`` the
-    per-(study, view) DiagnosisBot features the ``adm`` stage saved."""
+    per-(study, view) DiagnosisBot features the ``adm`` stage saved; ``labeler`` labels
+    generated and reference reports for CE (default: the rule labeler)."""
     split = studies["split"].to_numpy()
     test_rows, train_rows = np.flatnonzero(split == "test"), np.flatnonzero(split == "train")
     if not len(test_rows):
@@ -54,10 +57,10 @@ def evaluate_test_split(writer: ReportWriter, studies: pd.DataFrame, images: np.
             study_features[train_rows], train_reports, study_features[test_rows]),
         "knowledge": [" ".join(rks_text[i] for i in r.knowledge.report_ids) for r in reports],
     }
-    flat, per_class, _ = score_systems(systems, references, meteor)
-    if flat["test_studies"] != len(test_rows):
+    scored = score_systems(systems, references, meteor, labeler)
+    if scored.flat["test_studies"] != len(test_rows):
         raise RuntimeError("scored studies differ from the test split")
-    return EvaluationResult(reports, systems, flat, per_class)
+    return EvaluationResult(reports, systems, scored.flat, scored.per_class, scored)
 
 
 def generations_table(studies: pd.DataFrame, result: EvaluationResult) -> pd.DataFrame:
@@ -68,6 +71,7 @@ def generations_table(studies: pd.DataFrame, result: EvaluationResult) -> pd.Dat
         "generated": result.systems["ekagen"],
         "most_frequent": result.systems["most_frequent"],
         "nearest_neighbour": result.systems["nearest_neighbour"],
+        "knowledge": result.systems["knowledge"],
         "knowledge_rule": [r.knowledge.rule for r in result.reports],
         "knowledge_key": [r.knowledge.key for r in result.reports],
         "knowledge_reports": [list(r.knowledge.report_ids) for r in result.reports],
@@ -88,7 +92,7 @@ def write_f1_table(per_class: dict, path: Path) -> None:
 def write_test_gallery(path: str | Path, studies: pd.DataFrame, images: np.ndarray,
                        result: EvaluationResult, picks: Sequence[int]) -> Path:
     """The HTML gallery of test studies ``picks`` (positions in the test split): first view,
-    its ADM, diagnosis, knowledge, generated and reference reports with their labels."""
+    its ADM, diagnosis, knowledge, generated and reference reports with the labels CE used."""
     path = Path(path)
     folder = path.with_suffix("")
     test_rows = np.flatnonzero((studies["split"] == "test").to_numpy())
@@ -99,12 +103,12 @@ def write_test_gallery(path: str | Path, studies: pd.DataFrame, images: np.ndarr
         reference = str(studies["report"].iloc[row])
         overlay_png(np.asarray(images[row, 0]), None, folder / f"{sid}_image.png")
         overlay_png(np.asarray(images[row, 0]), report.masks[0], folder / f"{sid}_adm.png")
-        both = label_reports([report.report, reference])[list(OBSERVATIONS)].to_numpy()
+        labels = result.scored.labels  # what CE counted: the evaluation's labeler
         rows.append({
             "id": sid, "image": f"{folder.name}/{sid}_image.png",
             "adm": f"{folder.name}/{sid}_adm.png", "diagnosis": report.diagnosis,
             "knowledge": result.systems["knowledge"][i],
             "knowledge_rule": f"{report.knowledge.rule} {report.knowledge.key}",
             "generated": report.report, "reference": reference,
-            "generated_labels": both[0], "reference_labels": both[1]})
+            "generated_labels": labels["ekagen"][i], "reference_labels": labels["reference"][i]})
     return write_gallery(path, rows)

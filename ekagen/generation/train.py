@@ -22,7 +22,7 @@ from torch import nn
 
 from ekagen.attention.adm import adm_views
 from ekagen.config import AdmConfig, GidConfig, RuntimeConfig, TrainConfig
-from ekagen.evaluation.ce import ce_scores, positives
+from ekagen.evaluation.ce import ce_scores, label_values
 from ekagen.evaluation.nlg import bleu4
 from ekagen.generation.data import ReportStudies
 from ekagen.inference import ReportWriter
@@ -70,16 +70,16 @@ def validation_evaluator(writer: ReportWriter, dataset: ReportStudies,
                          references: Sequence[str]) -> Callable[[nn.Module], dict]:
     """Scores of the validation decodes that select the epoch: the test-time decoding
     (:class:`~ekagen.inference.ReportWriter`) of the model being trained."""
-    reference_positives = positives(references)
+    reference_labels = label_values(references)
 
     def evaluate(model: nn.Module) -> dict[str, float]:
         writer.generator = unwrap(model)
         writer.device = next(model.parameters()).device
         generated = writer.write_dataset(dataset)
-        ce = ce_scores(positives(generated), reference_positives)
+        ce = ce_scores(label_values(generated), reference_labels)
         bleu = round(bleu4(generated, references), 6)
-        return {"val_bleu4": bleu, "val_ce_micro_f1": ce["ce_micro_f1"],
-                "val_ce_bleu4": round(ce["ce_micro_f1"] + bleu, 6),
+        return {"val_bleu4": bleu, "val_ce_micro_f1": ce["ce14_micro_f1"],
+                "val_ce_bleu4": round(ce["ce14_micro_f1"] + bleu, 6),
                 "val_mean_length": float(np.mean([len(g.split()) for g in generated]))}
 
     return evaluate
