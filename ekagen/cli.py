@@ -91,7 +91,7 @@ def _preset(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_generations(path: Path, columns: Sequence[str], id_column: str):
+def _read_generations(path: Path, columns: Sequence[str]):
     """A generations file; CSV cells are read as text as written ("007" stays "007", an
     empty report is an empty string, as in parquet)."""
     import pandas as pd
@@ -170,14 +170,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     from ekagen.evaluation.run import score_systems
 
     path = Path(args.generations)
-    table = _read_generations(path, (args.generated_column, args.reference_column),
-                              args.id_column)
+    table = _read_generations(path, (args.generated_column, args.reference_column))
     refs = table[args.reference_column].tolist()
     if any(not r.strip() for r in refs):
         raise ValueError(f"{path}: empty reference report(s); every study needs one")
     systems = {"system": table[args.generated_column].tolist()}
     if args.compare is not None:
-        other = _read_generations(Path(args.compare), (args.compare_column,), args.id_column)
+        other = _read_generations(Path(args.compare), (args.compare_column,))
         systems["compare"] = _matched_by_id(table, other, args)
     labeler = _labeler(args)
     scored = score_systems(systems, refs, meteor=not args.no_meteor, labeler=labeler)

@@ -29,9 +29,16 @@ from ekagen.observations import OBSERVATIONS
 class EvaluationResult:
     reports: list[Report]  # EKAGen's, in test-split order
     systems: dict[str, list[str]]
-    flat: dict  # ``<system>.<metric>`` and ``test_studies``
-    per_class: dict
-    scored: ScoredSystems  # per-study statistics: bootstrap and per-study scores
+    scored: ScoredSystems  # metrics, per-class scores, labels and per-study statistics
+
+    @property
+    def flat(self) -> dict:
+        """``<system>.<metric>`` and ``test_studies``: metrics/eval.json."""
+        return self.scored.flat
+
+    @property
+    def per_class(self) -> dict:
+        return self.scored.per_class
 
 
 def evaluate_test_split(writer: ReportWriter, studies: pd.DataFrame, images: np.ndarray,
@@ -60,7 +67,7 @@ def evaluate_test_split(writer: ReportWriter, studies: pd.DataFrame, images: np.
     scored = score_systems(systems, references, meteor, labeler)
     if scored.flat["test_studies"] != len(test_rows):
         raise RuntimeError("scored studies differ from the test split")
-    return EvaluationResult(reports, systems, scored.flat, scored.per_class, scored)
+    return EvaluationResult(reports, systems, scored)
 
 
 def generations_table(studies: pd.DataFrame, result: EvaluationResult) -> pd.DataFrame:

@@ -23,12 +23,12 @@ import argparse
 import json
 import math
 import sys
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from ekagen.labeler import label_reports
+from ekagen.labeler.select import Labeler
 from ekagen.observations import OBSERVATIONS
 
 REPORT_COLUMN = "report"
@@ -125,7 +125,7 @@ def read_reports(path: str | Path) -> pd.DataFrame:
 
 
 def label_file(input_path: str | Path, output_path: str | Path | None = None,
-               labeler: Callable[[Sequence[str]], pd.DataFrame] = label_reports) -> pd.DataFrame:
+               labeler: Labeler = label_reports) -> pd.DataFrame:
     """Label every report of a file; write ``report`` + 14 columns as CSV if asked.
 
     ``labeler`` is the rule labeler unless another is given (see

@@ -251,4 +251,4 @@ def test_meteor_segments(corpus):
     assert list(table.columns) == ["system", "id", "bleu4", "meteor", "rouge_l",
                                    "ce14_example_f1"]
     out = paired_bootstrap({"ekagen": s}, resamples=20)
-    assert list(out["systems"]["ekagen"])[4] == "meteor"
+    assert list(out["systems"]["ekagen"])[4] == "meteor_segment_mean"
