@@ -17,9 +17,9 @@ def _labeler(args: argparse.Namespace):
     checkpoint, bert_dir = args.chexbert_checkpoint, args.chexbert_bert_dir
     if args.labeler == "chexbert" and (checkpoint is None or bert_dir is None) \
             and Path("params.yaml").is_file():
-        import yaml
+        from ekagen.config import load_params
 
-        section = (yaml.safe_load(Path("params.yaml").read_text()) or {}).get("evaluate", {})
+        section = load_params("params.yaml").get("evaluate") or {}
         checkpoint = checkpoint or section.get("chexbert_checkpoint")
         bert_dir = bert_dir or section.get("chexbert_bert_dir")
     return build_labeler(args.labeler, checkpoint, bert_dir, device=args.device,

@@ -75,12 +75,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
                      **result.scored.bootstrap("ekagen", cfg.bootstrap_resamples, params.seed)}
         dump_json(result.flat, Path(args.metrics))
         dump_json(intervals, Path(args.intervals))
-        test_ids = studies.loc[studies["split"] == "test", "id"].astype(str).tolist()
-        per_study_table(result.scored.statistics, test_ids).to_parquet(
-            out / "per_study.parquet", index=False)
+        generations = generations_table(studies, result)
+        generations.to_parquet(out / "generations.parquet", index=False)
+        per_study_table(result.scored.statistics, generations["id"].astype(str).tolist()
+                        ).to_parquet(out / "per_study.parquet", index=False)
         dump_json(result.per_class, Path(args.per_class))
         write_f1_table(result.per_class, Path(args.f1_table))
-        generations_table(studies, result).to_parquet(out / "generations.parquet", index=False)
         picks = np.random.default_rng(params.seed).permutation(len(result.reports))
         write_test_gallery(args.gallery, studies, images, result,
                            picks[: runtime.eval_gallery_size])

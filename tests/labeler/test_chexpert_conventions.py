@@ -11,8 +11,9 @@ import math
 
 import pytest
 
-from ekagen.labeler import label_report, label_reports
+from ekagen.labeler import label_reports
 from ekagen.observations import OBSERVATIONS
+from tests.labeler.test_labeler_rules import check
 
 P, N, U, B = 1.0, 0.0, -1.0, None  # B: blank (not mentioned)
 
@@ -41,12 +42,6 @@ def test_chexpert_sample_reports_match_exactly() -> None:
             want = expected.get(name)
             got = table.iloc[row][name]
             assert _same(got, want), f"report {row + 1}, {name}: want {want}, got {got}"
-
-
-def check(text: str, expected: dict[str, float | None]) -> None:
-    labels = label_report(text)
-    for name, want in expected.items():
-        assert _same(labels[name], want), f"{text!r}: {name} want {want}, got {labels[name]}"
 
 
 NO_FINDING = [
