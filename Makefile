@@ -7,6 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.ekagen-installed
 CONSTRAINTS := constraints.txt
+UI_PORT ?= 5000
 PIP_INSTALL := $(BIN)/python -m pip install -q -c $(CONSTRAINTS)
 export DVC_NO_ANALYTICS := 1
 export PATH := $(abspath $(BIN)):$(PATH)
@@ -41,8 +42,11 @@ test-all: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check ekagen stages tests benchmarks
 
+# the runs UI only: one web worker, and none of MLflow 3's background job consumers (they run
+# GenAI evaluation jobs this project never submits, eight processes on a 2-core machine)
 ui: $(STAMP)
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(abspath mlflow.db) --host 127.0.0.1 --port 5000
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui \
+	  --backend-store-uri sqlite:///$(abspath mlflow.db) --host 127.0.0.1 --port $(UI_PORT) --workers 1
 
 # Newest versions the ranges in pyproject.toml allow, resolved in a throwaway venv and frozen
 # into constraints.txt (replaced only if the install and `pip check` succeed). Then run

@@ -68,8 +68,10 @@ class ReportWriter:
                  iek: IekConfig, adm: AdmConfig, decode: DecodeConfig, *,
                  classifier: torch.nn.Module | None = None,
                  thresholds: np.ndarray | None = None, image_size: int = 0,
-                 device: str | torch.device = "cpu", batch_size: int = 32) -> None:
+                 device: str | torch.device = "cpu", batch_size: int = 32,
+                 knowledge_reports: dict[str, str] | None = None) -> None:
         self.generator, self.vocab, self.kb = generator, vocab, kb
+        self.knowledge_reports = knowledge_reports or {}  # RKS report id -> its text
         self.iek, self.adm, self.decode_cfg = iek, adm, decode
         self.classifier, self.thresholds = classifier, thresholds
         self.image_size = image_size  # what the models were trained at (0: not recorded)
@@ -101,11 +103,20 @@ class ReportWriter:
         classifier, cls_config = load_classifier(root / CLASSIFIER_DIR, device)
         if int(cls_config["image_size"]) != int(config["image_size"]):
             raise ValueError(f"{root}: classifier and generator disagree on the image size")
-        kb = KnowledgeBase.from_rks(read_table(root / RKS_FILE, "rks"),
-                                    generator.cfg.max_length, max_hamming=iek.hamming_limit)
+        rks = read_table(root / RKS_FILE, "rks")
+        kb = KnowledgeBase.from_rks(rks, generator.cfg.max_length, max_hamming=iek.hamming_limit)
         return cls(generator, vocab, kb, iek, adm, decode, classifier=classifier,
                    thresholds=load_thresholds(root / CLASSIFIER_DIR / "thresholds.json"),
-                   image_size=int(config["image_size"]), device=device, batch_size=batch_size)
+                   image_size=int(config["image_size"]), device=device, batch_size=batch_size,
+                   knowledge_reports=dict(zip(rks["report_id"], rks["report"], strict=True)))
+
+    def knowledge_text(self, match: IEKMatch) -> str:
+        """The RKS reports the decoder read for one study, as one text (what the
+        ``knowledge`` system of the evaluate stage scores)."""
+        missing = [i for i in match.report_ids if i not in self.knowledge_reports]
+        if missing:
+            raise KeyError(f"knowledge report(s) {missing[:3]} are not in this model's RKS")
+        return " ".join(self.knowledge_reports[i] for i in match.report_ids)
 
     # ------------------------------------------------------------------ the chain
     def diagnose(self, pixels: np.ndarray, progress: bool = False) -> AdmResult:

@@ -1,6 +1,9 @@
 """MLflow logging for DVC stages: one parent run per DVC experiment, one nested run per stage.
 
-DVC's metrics files stay the source of truth; MLflow is the place to compare runs. The store
+DVC's metrics files stay the source of truth; MLflow is the place to compare runs. The parent
+run is the row a user compares: it holds the parameters that differ from the baseline commit's
+``params.yaml`` and the headline metrics the stages hand it (:func:`log_headline`), and it lasts
+from its first stage to its last. The store
 defaults to ``sqlite:///<project root>/mlflow.db`` where the project root is the *original*
 repository even inside ``dvc exp run --temp`` / queued runs (which execute in a copy under
 ``.dvc/tmp/exps``), so those runs' records are not lost with their temporary folder.
@@ -8,17 +11,24 @@ repository even inside ``dvc exp run --temp`` / queued runs (which execute in a 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import subprocess
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 EXPERIMENT = "ekagen"
 _METRIC_NAME = re.compile(r"[^A-Za-z0-9_\-./:]+")
 _TEMP_EXP_MARKER = (".dvc", "tmp", "exps")
+#: sections that cannot change a result, so never part of what an experiment changed
+_UNTRACKED_SECTIONS = ("runtime",)
+PARENT_TAG, HEADLINE_PREFIX = "ekagen.parent", "headline."
 
 
 def project_root(start: str | Path | None = None) -> Path:
@@ -39,28 +49,79 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
 
 
-def experiment_name() -> str:
-    """DVC's experiment name (set by ``dvc exp run``), else ``workspace@<git revision>``."""
+def _git(*args: str) -> str | None:
+    try:
+        return subprocess.run(["git", *args], capture_output=True, text=True, check=True,
+                              timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _flatten(node: Any, key: str = "") -> dict[str, Any]:
+    if isinstance(node, Mapping):
+        flat: dict[str, Any] = {}
+        for sub, value in node.items():
+            flat.update(_flatten(value, f"{key}.{sub}" if key else str(sub)))
+        return flat
+    return {key: node}
+
+
+def changed_params(params_file: str | Path = "params.yaml") -> dict[str, str] | None:
+    """The parameters of ``params_file`` that differ from the baseline commit's copy of it
+    (``DVC_EXP_BASELINE_REV``, set by ``dvc exp run``, else ``HEAD``), as dotted keys; a key
+    the baseline lacks or that was removed counts as changed (``<absent>``). None when there
+    is no baseline to compare with (no git, or the file is not committed)."""
+    path = Path(params_file)
+    if not path.is_file():
+        return None
+    baseline_rev = os.environ.get("DVC_EXP_BASELINE_REV") or "HEAD"
+    baseline_text = _git("show", f"{baseline_rev}:{path.as_posix()}")
+    if baseline_text is None:
+        return None
+    current = _flatten(yaml.safe_load(path.read_text()) or {})
+    baseline = _flatten(yaml.safe_load(baseline_text) or {})
+    changed: dict[str, str] = {}
+    for key in sorted(set(current) | set(baseline)):
+        if key.split(".")[0] in _UNTRACKED_SECTIONS:
+            continue
+        if current.get(key, "<absent>") != baseline.get(key, "<absent>"):
+            changed[key] = str(current.get(key, "<absent>"))
+    return changed
+
+
+def experiment_name(changes: Mapping[str, str] | None = None) -> str:
+    """DVC's experiment name (set by ``dvc exp run``), else ``workspace@<git revision>``,
+    with ``+<hash>`` of the parameter ``changes`` when the workspace's params.yaml differs
+    from HEAD's, so edited and unedited workspace runs do not share one parent run."""
     name = os.environ.get("DVC_EXP_NAME")
     if name:
         return name
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, check=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        rev = "nogit"
-    return f"workspace@{rev or 'nogit'}"
+    rev = (_git("rev-parse", "--short", "HEAD") or "").strip() or "nogit"
+    if changes:
+        digest = hashlib.sha1(repr(sorted(changes.items())).encode()).hexdigest()[:7]
+        return f"workspace@{rev}+{digest}"
+    return f"workspace@{rev}"
 
 
-def _parent_run_id(client: Any, experiment_id: str, name: str) -> str:
-    """Find or create the parent run that groups every stage of one DVC experiment."""
+def _parent_run_id(client: Any, experiment_id: str, name: str,
+                   changes: Mapping[str, str] | None) -> str:
+    """Find or create the parent run that groups every stage of one DVC experiment; a new
+    one gets the changed parameters (MLflow parameters cannot change once logged, and the
+    name already differs for differing changes)."""
     escaped = name.replace("'", "''")
-    found = client.search_runs([experiment_id], f"tags.`ekagen.parent` = 'true' and "
+    found = client.search_runs([experiment_id], f"tags.`{PARENT_TAG}` = 'true' and "
                                f"tags.`dvc.experiment` = '{escaped}'", max_results=1)
     if found:
         return found[0].info.run_id
-    run = client.create_run(experiment_id, run_name=name,
-                            tags={"ekagen.parent": "true", "dvc.experiment": name})
+    tags = {PARENT_TAG: "true", "dvc.experiment": name,
+            "ekagen.changed_params": ("unknown (no git baseline)" if changes is None
+                                      else ", ".join(changes) or "none")}
+    run = client.create_run(experiment_id, run_name=name, tags=tags)
+    if changes:
+        from mlflow.entities import Param
+
+        client.log_batch(run.info.run_id, params=[Param(k, v[:500]) for k, v in
+                                                  changes.items()])
     client.set_terminated(run.info.run_id)
     return run.info.run_id
 
@@ -77,8 +138,9 @@ def stage_run(stage: str, params: Mapping[str, Any], round_key: str | None = Non
     mlflow.set_tracking_uri(tracking_uri())
     experiment = mlflow.set_experiment(EXPERIMENT)
     client = mlflow.MlflowClient()
-    exp_name = experiment_name()
-    parent_id = _parent_run_id(client, experiment.experiment_id, exp_name)
+    changes = changed_params()
+    exp_name = experiment_name(changes)
+    parent_id = _parent_run_id(client, experiment.experiment_id, exp_name, changes)
     tags = {"dvc.experiment": exp_name, "dvc.stage": stage, "mlflow.parentRunId": parent_id}
     if round_key is not None:
         tags["gid.round"] = round_key
@@ -87,6 +149,26 @@ def stage_run(stage: str, params: Mapping[str, Any], round_key: str | None = Non
         if params:
             mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
         yield mlflow
+    # the parent run spans its stages: it ends when its latest stage does
+    client.set_terminated(parent_id, end_time=int(time.time() * 1000))
+
+
+def log_headline(mlflow: Any, metrics: Mapping[str, Any]) -> None:
+    """Give the experiment's parent run some of this stage's numbers (as
+    ``headline.<key>``), so two experiments compare on one row of the MLflow runs table.
+    Called inside :func:`stage_run`; ``mlflow`` None (non-zero DDP ranks) logs nothing."""
+    if mlflow is None:
+        return
+    parent_id = mlflow.active_run().data.tags["mlflow.parentRunId"]
+    flat = {HEADLINE_PREFIX + _METRIC_NAME.sub("_", k): float(v)
+            for k, v in _flatten(metrics).items()
+            if isinstance(v, int | float) and not isinstance(v, bool) and v == v}
+    if flat:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        mlflow.MlflowClient().log_batch(
+            parent_id, metrics=[Metric(k, v, now, 0) for k, v in flat.items()])
 
 
 def log_metrics_flat(mlflow: Any, metrics: Mapping[str, Any], prefix: str = "") -> None:

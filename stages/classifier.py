@@ -21,7 +21,7 @@ from ekagen.diagnosis.train import (
     train_classifier,
 )
 from ekagen.models.classifier import save_classifier
-from ekagen.tracking import epoch_logger, log_metrics_flat, stage_run
+from ekagen.tracking import epoch_logger, log_headline, log_metrics_flat, stage_run
 from ekagen.training.distributed import env_world, shutdown
 from stages.common import parse, stage_parser
 
@@ -89,6 +89,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 log_metrics_flat(mlflow, {k: v for k, v in metrics.items()
                                           if k not in ("val", "test")}, prefix="final")
                 log_metrics_flat(mlflow, {"val": metrics["val"], "test": metrics["test"]})
+                log_headline(mlflow, {"classifier": {k: metrics[k] for k in (
+                    "val_mean_auroc", "test_mean_auroc", "test_micro_f1")}})
                 for artifact in (args.metrics, args.roc, args.curve, out / "thresholds.json",
                                  out / "model.json"):
                     mlflow.log_artifact(str(artifact))

@@ -28,13 +28,29 @@ from ekagen.evaluation.evaluate import (
     write_test_gallery,
 )
 from ekagen.inference import ReportWriter, export_model
-from ekagen.knowledge.store import RKS_FILE, read_table
+from ekagen.knowledge.store import RKS_FILE
 from ekagen.labeler.select import build_labeler
-from ekagen.tracking import log_metrics_flat, stage_run
+from ekagen.tracking import log_headline, log_metrics_flat, stage_run
 from ekagen.training.distributed import select_device
 from stages.common import parse, stage_parser
 
 PARAMS = ("seed", "decode", "evaluate")
+#: what the experiment's parent run shows, with its interval, for EKAGen and against others
+HEADLINE_METRICS = ("bleu4", "cider", "ce14_micro_f1", "ce14_macro_f1")
+
+
+def headline(intervals: dict) -> dict[str, float]:
+    """EKAGen's headline test metrics with their 95% intervals, and its paired differences
+    from each other system: ``test.ekagen.bleu4``, ``test.ekagen.bleu4.low``, ...,
+    ``test.ekagen-nearest_neighbour.bleu4.high``."""
+    rows = {"ekagen": intervals["systems"]["ekagen"], **intervals["differences"]}
+    out: dict[str, float] = {}
+    for name, metrics in rows.items():
+        for key in HEADLINE_METRICS:
+            ci = metrics[key]
+            out[f"test.{name}.{key}"] = ci["value"]
+            out[f"test.{name}.{key}.low"], out[f"test.{name}.{key}.high"] = ci["low"], ci["high"]
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -63,13 +79,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
     studies = load_studies_table(Path(args.prepared))
     images = load_images(Path(args.prepared))
     features = np.load(Path(args.adm) / FEATURES_FILE, mmap_mode="r")
-    rks = read_table(model_dir / RKS_FILE, "rks")
     labeler = build_labeler(cfg.ce_labeler, cfg.chexbert_checkpoint, cfg.chexbert_bert_dir,
                             device=str(writer.device), batch_size=runtime.batch_size,
                             progress=not args.no_progress)
     flat_params = {**as_flat_dict(cfg, "evaluate."), **as_flat_dict(decode, "decode.")}
     with stage_run("evaluate", flat_params) as mlflow:
-        result = evaluate_test_split(writer, studies, images, features, rks, cfg.meteor,
+        result = evaluate_test_split(writer, studies, images, features, cfg.meteor,
                                      progress=not args.no_progress, labeler=labeler)
         intervals = {"ce_labeler": cfg.ce_labeler,
                      **result.scored.bootstrap("ekagen", cfg.bootstrap_resamples, params.seed)}
@@ -85,6 +100,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         write_test_gallery(args.gallery, studies, images, result,
                            picks[: runtime.eval_gallery_size])
         log_metrics_flat(mlflow, result.flat)
+        log_headline(mlflow, headline(intervals))
         for artifact in (args.metrics, args.intervals, args.per_class, args.gallery,
                          "params.yaml", "dvc.lock"):
             if Path(artifact).is_file():

@@ -105,7 +105,26 @@ def test_dvc_repro_runs_the_whole_dag_on_the_tiny_profile(tiny_repo):
     assert decode == params["decode"]
     r0 = json.loads((root / "metrics/train/r0.json").read_text())
     assert r0["precision"] in ("fp32", "bf16 autocast") and r0["seed"] == params["seed"]
-    assert (root / "mlflow.db").is_file()
+    # the experiment's parent run is its row in MLflow: headline metrics with intervals
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("ekagen")
+    parent, = client.search_runs([experiment.experiment_id], "tags.`ekagen.parent` = 'true'")
+    headline = parent.data.metrics
+    ekagen_ci = intervals["systems"]["ekagen"]["ce14_micro_f1"]
+    assert headline["headline.test.ekagen.ce14_micro_f1"] == pytest.approx(ekagen_ci["value"])
+    assert headline["headline.test.ekagen.ce14_micro_f1.low"] == pytest.approx(ekagen_ci["low"])
+    assert headline["headline.test.ekagen-nearest_neighbour.bleu4.high"] == pytest.approx(
+        difference["high"])
+    classifier = json.loads((root / "metrics/classifier.json").read_text())
+    assert headline["headline.classifier.test_mean_auroc"] == pytest.approx(
+        classifier["test_mean_auroc"])
+    stages = client.search_runs([experiment.experiment_id],
+                                f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    assert {r.data.tags["dvc.stage"] for r in stages} == {
+        "prepare", "embed", "pks", "rks", "classifier", "adm", "train", "evaluate"}
+    assert parent.info.end_time >= max(r.info.end_time for r in stages)
     again = _run([sys.executable, "-m", "dvc", "repro"], root, env)
     assert "didn't change" in again or "skipping" in again.lower()
 

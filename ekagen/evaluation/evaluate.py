@@ -42,7 +42,7 @@ class EvaluationResult:
 
 
 def evaluate_test_split(writer: ReportWriter, studies: pd.DataFrame, images: np.ndarray,
-                        features: np.ndarray, rks: pd.DataFrame, meteor: bool,
+                        features: np.ndarray, meteor: bool,
                         progress: bool = True, labeler: Labeler | None = None
                         ) -> EvaluationResult:
     """Write and score every test study. ``images`` is the image cache, ``features`` the
@@ -56,13 +56,12 @@ def evaluate_test_split(writer: ReportWriter, studies: pd.DataFrame, images: np.
     references = studies["report"].iloc[test_rows].tolist()
     train_reports = studies["report"].iloc[train_rows].tolist()
     study_features = np.asarray(features, dtype=np.float32).mean(axis=1)
-    rks_text = dict(zip(rks["report_id"], rks["report"], strict=False))
     systems = {
         "ekagen": [r.report for r in reports],
         "most_frequent": [most_frequent_report(train_reports)] * len(test_rows),
         "nearest_neighbour": nearest_neighbour_reports(
             study_features[train_rows], train_reports, study_features[test_rows]),
-        "knowledge": [" ".join(rks_text[i] for i in r.knowledge.report_ids) for r in reports],
+        "knowledge": [writer.knowledge_text(r.knowledge) for r in reports],
     }
     scored = score_systems(systems, references, meteor, labeler)
     if scored.flat["test_studies"] != len(test_rows):
