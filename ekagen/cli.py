@@ -45,21 +45,19 @@ def _attention_path(base: str, index: int, count: int) -> Path:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    import numpy as np
     import torch
 
     from ekagen.data.images import load_image
     from ekagen.evaluation.html import overlay_png
     from ekagen.inference import ReportWriter
+    from ekagen.reporting import report_files
 
     torch.set_grad_enabled(False)
     changes = {k: v for k, v in (("beam_size", args.beam_size), ("max_length", args.max_length),
                                  ("eos_threshold", args.eos_threshold)) if v is not None}
     writer = ReportWriter.load(args.model, device="cpu", **changes)
-    pixels = np.stack([load_image(p, writer.image_size) for p in args.images])
+    reports = report_files(writer, args.images, views=args.views)
     studies = [list(args.images)] if args.views else [[p] for p in args.images]
-    pixels = pixels[None] if args.views else pixels[:, None]
-    reports = writer.write(pixels)
     names = [" + ".join(paths) for paths in studies]
     if args.attention:
         for i, (paths, rep) in enumerate(zip(studies, reports, strict=True)):
@@ -76,6 +74,17 @@ def _generate(args: argparse.Namespace) -> int:
     else:
         for name, r in zip(names, reports, strict=True):
             print(r.report if len(reports) == 1 else f"{name}: {r.report}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from ekagen.demo import serve
+
+    try:
+        serve(args.model, host=args.host, port=args.port, device=args.device,
+              max_mb=args.max_upload_mb, share=args.share)
+    except OSError as exc:  # e.g. the port is taken
+        raise RuntimeError(f"cannot serve on {args.host}:{args.port}: {exc}") from exc
     return 0
 
 
@@ -272,6 +281,26 @@ def build_parser() -> argparse.ArgumentParser:
                     help="write the JSON there instead of stdout (the table goes to stderr)")
     _labeler_arguments(ev)
     ev.set_defaults(func=_evaluate)
+
+    serve = commands.add_parser(
+        "serve", help="a local web demo of a model folder (needs the extra 'demo')",
+        description="Upload a radiograph (PNG, JPEG or DICOM; one image or the views of a "
+                    "study) and read the report, DiagnosisBot's probabilities, the ADM overlay "
+                    "and the retrieved knowledge. Same code path as `ekagen generate`. Gradio, "
+                    "offline; install with pip install -e '.[demo]' or make serve.")
+    serve.add_argument("--model", required=True,
+                       help="model folder written by the evaluate stage (data/eval/model)")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="interface to bind (default 127.0.0.1, this machine only; "
+                            "0.0.0.0 serves the network)")
+    serve.add_argument("--port", type=_positive, default=7860)
+    serve.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda")
+    serve.add_argument("--max-upload-mb", type=float, default=50.0, metavar="MB",
+                       help="largest file accepted (default 50)")
+    serve.add_argument("--share", action="store_true",
+                       help="also a public *.gradio.live link through Gradio's tunnel "
+                            "(needs internet; off by default)")
+    serve.set_defaults(func=_serve)
 
     preset = commands.add_parser(
         "preset", help="print a preset's parameter changes as dvc exp run -S arguments",

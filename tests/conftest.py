@@ -8,6 +8,8 @@ from __future__ import annotations
 import copy
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +86,38 @@ def copy_pipeline(root: Path, params: dict) -> Path:
 def write_params(path: Path, params: dict) -> Path:
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     return path
+
+
+def run_checked(cmd: list[str], cwd: Path, env: dict, stdout_only: bool = False) -> str:
+    """Run a command; its output, or a failure that shows it."""
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout if stdout_only else done.stdout + done.stderr
+
+
+@pytest.fixture(scope="session")
+def tiny_repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """The pipeline on the tiny profile in a fresh git + DVC repo, not yet run, and the
+    environment to run it in (the stages find ``<repo>/mlflow.db`` on their own)."""
+    root = copy_pipeline(tmp_path_factory.mktemp("pipeline"), tiny_params())
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    env.pop("MLFLOW_TRACKING_URI")
+    run_checked(["git", "init", "-q"], root, env)
+    run_checked([sys.executable, "-m", "dvc", "init", "-q"], root, env)
+    run_checked(["git", "add", "-A"], root, env)
+    run_checked(["git", "commit", "-qm", "tiny"], root, env)
+    return root, env
+
+
+@pytest.fixture(scope="session")
+def tiny_dag(tiny_repo: tuple[Path, dict]) -> tuple[Path, dict]:
+    """:func:`tiny_repo` after ``dvc repro``: its model folder, gallery and MLflow store."""
+    root, env = tiny_repo
+    if not (root / "data/eval/model").is_dir():
+        run_checked([sys.executable, "-m", "dvc", "repro"], root, env)
+    return root, env
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -3,35 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests.conftest import copy_pipeline, tiny_params, write_params
-
-
-def _run(cmd: list[str], cwd: Path, env: dict, stdout_only: bool = False) -> str:
-    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout}\n{done.stderr}"
-    return done.stdout if stdout_only else done.stdout + done.stderr
-
-
-@pytest.fixture(scope="module")
-def tiny_repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    root = copy_pipeline(tmp_path_factory.mktemp("pipeline"), tiny_params())
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-    env.pop("MLFLOW_TRACKING_URI")  # the stages must find <repo>/mlflow.db on their own
-    _run(["git", "init", "-q"], root, env)
-    _run([sys.executable, "-m", "dvc", "init", "-q"], root, env)
-    _run(["git", "add", "-A"], root, env)
-    _run(["git", "commit", "-qm", "tiny"], root, env)
-    return root, env
+from tests.conftest import run_checked as _run
+from tests.conftest import tiny_params, write_params
 
 
 def test_dvc_repro_runs_the_whole_dag_on_the_tiny_profile(tiny_repo):

@@ -11,14 +11,26 @@ from PIL import Image
 
 from ekagen.observations import OBSERVATIONS
 
+#: column heads of the label table: distinct (the first six letters are not: Pleura, Pneumo)
+SHORT_NAMES = {"Atelectasis": "Atel", "Cardiomegaly": "Cardio", "Consolidation": "Consol",
+               "Edema": "Edema", "Enlarged Cardiomediastinum": "EnlCM", "Fracture": "Fract",
+               "Lung Lesion": "Lesion", "Lung Opacity": "Opacity", "No Finding": "NoFind",
+               "Pleural Effusion": "Effusion", "Pleural Other": "PlOther",
+               "Pneumonia": "Pneumonia", "Pneumothorax": "PTX", "Support Devices": "Devices"}
 
-def overlay_png(image: np.ndarray, mask: np.ndarray | None, path: Path) -> None:
-    """The radiograph with the ADM tinted red (or plain when ``mask`` is None)."""
+
+def overlay_rgb(image: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """The uint8 radiograph as RGB with the ADM tinted red (plain when ``mask`` is None)."""
     rgb = np.repeat(image[..., None], 3, axis=2).astype(np.float32)
     if mask is not None and mask.any():
         rgb[mask] = 0.6 * rgb[mask] + 0.4 * np.array([255.0, 30.0, 30.0])
+    return rgb.clip(0, 255).astype(np.uint8)
+
+
+def overlay_png(image: np.ndarray, mask: np.ndarray | None, path: Path) -> None:
+    """:func:`overlay_rgb` saved as a PNG."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(rgb.clip(0, 255).astype(np.uint8)).save(path)
+    Image.fromarray(overlay_rgb(image, mask)).save(path)
 
 
 def _labels_row(values: np.ndarray) -> str:
@@ -35,7 +47,7 @@ def write_gallery(path: str | Path, rows: Sequence[dict]) -> Path:
     knowledge (text), knowledge_rule, generated, reference, generated_labels and
     reference_labels (14 values: 1/0/-1/NaN)."""
     path = Path(path)
-    head = "".join(f"<th title='{html.escape(o)}'>{html.escape(o[:6])}</th>"
+    head = "".join(f"<th title='{html.escape(o)}'>{html.escape(SHORT_NAMES[o])}</th>"
                    for o in OBSERVATIONS)
     blocks = []
     for r in rows:
