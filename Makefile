@@ -10,6 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.ekagen-installed
 DEMO_STAMP := $(VENV)/.ekagen-demo-installed
 TEST_STAMP := $(VENV)/.ekagen-test-installed
+,:= ,
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CONSTRAINTS := constraints.txt
 UI_PORT ?= 5000
@@ -26,20 +27,24 @@ export TRANSFORMERS_OFFLINE := 1
 
 setup: $(STAMP)
 
-# re-installs whenever pyproject.toml or the pinned versions change
-$(STAMP): pyproject.toml $(CONSTRAINTS)
+# .venv with ekagen and the extras $(1), stamping $(2) (each stamp covers the ones before it,
+# so one pip run installs what a target needs); re-installs whenever pyproject.toml or the
+# pinned versions change
+define install
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP_INSTALL) pip
-	$(PIP_INSTALL) -e '.[dev]'
-	touch $(STAMP)
+	$(PIP_INSTALL) -e '.[$(1)]'
+	touch $(2)
+endef
 
-$(DEMO_STAMP): $(STAMP)
-	$(PIP_INSTALL) -e '.[dev,demo]'
-	touch $(DEMO_STAMP)
+$(STAMP): pyproject.toml $(CONSTRAINTS)
+	$(call install,dev,$(STAMP))
 
-$(TEST_STAMP): $(DEMO_STAMP)
-	$(PIP_INSTALL) -e '.[dev,demo,browser]'
-	touch $(TEST_STAMP)
+$(DEMO_STAMP): pyproject.toml $(CONSTRAINTS)
+	$(call install,dev$(,)demo,$(DEMO_STAMP) $(STAMP))
+
+$(TEST_STAMP): pyproject.toml $(CONSTRAINTS)
+	$(call install,dev$(,)demo$(,)browser,$(TEST_STAMP) $(DEMO_STAMP) $(STAMP))
 
 # the page tests' browser: Debian's Chromium, the same on every machine, no download by tests
 browser:

@@ -30,7 +30,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.pages import browser_page, free_port, server  # noqa: E402
+from tests.pages import browser_page, demo_write_report, free_port, server  # noqa: E402
 from tests.test_demo import real_cr_dicom  # noqa: E402
 
 EKAGEN = Path(sys.executable).parent / "ekagen"
@@ -67,19 +67,10 @@ def demo(out: Path, repeats: int, tmp: Path) -> dict:
         with browser_page(1280, 1000) as page:
             page.goto(url)
             for upload in [png] * repeats + [real_cr_dicom()]:
-                page.reload()
-                page.wait_for_selector("#write")
-                page.locator("#upload input[type=file]").set_input_files(str(upload))
-                page.wait_for_function("document.querySelectorAll('#upload td, #upload "
-                                       ".file-name').length >= 1", timeout=60_000)
-                start = time.perf_counter()
-                page.click("#write")
-                page.wait_for_function("document.querySelector('#status').innerText"
-                                       ".includes('Time:')", timeout=300_000)
-                elapsed = time.perf_counter() - start
+                report, elapsed = demo_write_report(page, [upload], timeout_ms=300_000)
                 if upload == png:
                     browser_s.append(elapsed)
-                    reports.add(page.input_value("#report textarea"))
+                    reports.add(report)
                     seconds = re.search(r"Time: ([\d.]+) s", page.inner_text("#status"))
                     server_s.append(float(seconds.group(1)))
             page.wait_for_selector("#chart img")

@@ -47,7 +47,6 @@ def _attention_path(base: str, index: int, count: int) -> Path:
 def _generate(args: argparse.Namespace) -> int:
     import torch
 
-    from ekagen.data.images import load_image
     from ekagen.evaluation.html import overlay_png
     from ekagen.inference import ReportWriter
     from ekagen.reporting import report_files
@@ -56,13 +55,13 @@ def _generate(args: argparse.Namespace) -> int:
     changes = {k: v for k, v in (("beam_size", args.beam_size), ("max_length", args.max_length),
                                  ("eos_threshold", args.eos_threshold)) if v is not None}
     writer = ReportWriter.load(args.model, device="cpu", **changes)
-    reports = report_files(writer, args.images, views=args.views)
+    pixels, reports = report_files(writer, args.images, views=args.views)
     studies = [list(args.images)] if args.views else [[p] for p in args.images]
     names = [" + ".join(paths) for paths in studies]
     if args.attention:
-        for i, (paths, rep) in enumerate(zip(studies, reports, strict=True)):
-            overlay_png(load_image(paths[0], writer.image_size), rep.masks[0],
-                        _attention_path(args.attention, i, len(reports)))
+        for i, rep in enumerate(reports):  # the study's first view
+            overlay_png(pixels[i, 0], rep.masks[0], _attention_path(args.attention, i,
+                                                                    len(reports)))
     if args.json:
         payload = [{"images": paths, "report": r.report, "diagnosis": r.diagnosis,
                     "probabilities": r.probabilities,
@@ -81,8 +80,9 @@ def _serve(args: argparse.Namespace) -> int:
     from ekagen.demo import serve
 
     try:
+        limit = {} if args.max_upload_mb is None else {"max_mb": args.max_upload_mb}
         serve(args.model, host=args.host, port=args.port, device=args.device,
-              max_mb=args.max_upload_mb, share=args.share)
+              share=args.share, **limit)
     except OSError as exc:  # e.g. the port is taken
         raise RuntimeError(f"cannot serve on {args.host}:{args.port}: {exc}") from exc
     return 0
@@ -295,8 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "0.0.0.0 serves the network)")
     serve.add_argument("--port", type=_positive, default=7860)
     serve.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda")
-    serve.add_argument("--max-upload-mb", type=float, default=50.0, metavar="MB",
-                       help="largest file accepted (default 50)")
+    serve.add_argument("--max-upload-mb", type=float, default=None, metavar="MB",
+                       help="largest file accepted (default: ekagen.demo's, 50)")
     serve.add_argument("--share", action="store_true",
                        help="also a public *.gradio.live link through Gradio's tunnel "
                             "(needs internet; off by default)")

@@ -33,7 +33,7 @@ from ekagen.data.images import ImageError
 from ekagen.evaluation.html import overlay_rgb
 from ekagen.inference import ReportWriter
 from ekagen.observations import OBSERVATIONS
-from ekagen.reporting import combination_names, report_files, study_pixels, with_decoding
+from ekagen.reporting import combination_names, report_files, with_decoding
 
 UPLOAD_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
 DEFAULT_MAX_UPLOAD_MB = 50.0
@@ -135,7 +135,7 @@ def analyse(writer: ReportWriter, paths: Sequence[str | Path], *, beam_size: int
         raise UploadError(f"decoding settings: {exc}") from exc
     start = time.perf_counter()
     try:
-        report, = report_files(settings, files, views=True)
+        pixels, (report,) = report_files(settings, files, views=True)
     except ImageError as exc:
         message = str(exc)
         for path in files:
@@ -143,7 +143,6 @@ def analyse(writer: ReportWriter, paths: Sequence[str | Path], *, beam_size: int
         raise UploadError(f"{message}. Upload a PNG, JPEG or DICOM radiograph.") from exc
     seconds = time.perf_counter() - start
     beam = settings.decode_cfg.beam_size
-    pixels = study_pixels(files, writer.image_size, views=True)[0]
     match = report.knowledge
     names = combination_names(match)
     knowledge = (f"**Label combination** ({match.rule}): {', '.join(names) or 'none'}\n\n"
@@ -155,7 +154,7 @@ def analyse(writer: ReportWriter, paths: Sequence[str | Path], *, beam_size: int
                f"eos threshold {settings.decode_cfg.eos_threshold:g}")
     return DemoResult(report=report.report,
                       chart=probability_chart(report.probabilities, writer.thresholds),
-                      overlay=_overlays(pixels, report.masks, len(files)),
+                      overlay=_overlays(pixels[0], report.masks, len(files)),
                       knowledge=knowledge, seconds=seconds, summary=summary)
 
 

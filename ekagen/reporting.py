@@ -44,12 +44,14 @@ def study_pixels(paths: Sequence[str | Path], image_size: int, views: bool) -> n
 
 
 def report_files(writer: ReportWriter, paths: Sequence[str | Path], views: bool = False
-                 ) -> list[Report]:
-    """Reports for image files (PNG, JPEG, TIFF or DICOM); see :func:`study_pixels`."""
+                 ) -> tuple[np.ndarray, list[Report]]:
+    """Reports for image files (PNG, JPEG, TIFF or DICOM), with the decoded images they were
+    written from (:func:`study_pixels`), which the callers draw their overlays on."""
     if views and len(paths) > writer.generator.views:
         raise ValueError(f"{len(paths)} views given, but the model reads at most "
                          f"{writer.generator.views} per study")
-    return writer.write(study_pixels(paths, writer.image_size, views))
+    pixels = study_pixels(paths, writer.image_size, views)
+    return pixels, writer.write(pixels)
 
 
 def combination_names(match: IEKMatch) -> list[str]:

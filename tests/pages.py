@@ -108,6 +108,27 @@ def browser_page(width: int = 1280, height: int = 1000) -> Iterator:
             browser.close()
 
 
+def demo_write_report(page, upload: list[Path], expect_report: bool = True,
+                      timeout_ms: int = 120_000) -> tuple[str, float]:
+    """On a fresh ``ekagen serve`` page: upload files, press *Write report* and wait for the
+    report (or the page's message); returns it and the seconds from the press until then."""
+    page.reload()
+    page.wait_for_selector("#write")
+    page.locator("#upload input[type=file]").set_input_files([str(p) for p in upload])
+    page.wait_for_function(f"document.querySelectorAll('#upload .file-name, #upload td')"
+                           f".length >= {len(upload)}", timeout=60_000)
+    start = time.perf_counter()
+    page.click("#write")
+    if expect_report:
+        page.wait_for_function("document.querySelector('#report textarea').value.length > 0 &&"
+                               "document.querySelector('#status').innerText.includes('Time:')",
+                               timeout=timeout_ms)
+        return page.input_value("#report textarea"), time.perf_counter() - start
+    page.wait_for_function("document.querySelector('#status').innerText"
+                           ".includes('Could not write a report')", timeout=timeout_ms)
+    return page.inner_text("#status"), time.perf_counter() - start
+
+
 def screenshot_dir(tmp_path: Path) -> Path:
     """Where page tests save their screenshots: ``EKAGEN_SCREENSHOTS`` or the test's tmp."""
     folder = Path(os.environ.get("EKAGEN_SCREENSHOTS") or tmp_path)

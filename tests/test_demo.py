@@ -85,7 +85,7 @@ def test_the_page_writes_the_cli_report_for_a_png_and_the_real_dicom(model, writ
 def analyse_match(writer, upload: Path):
     from ekagen.reporting import report_files
 
-    return report_files(writer, [upload], views=True)[0].knowledge
+    return report_files(writer, [upload], views=True)[1][0].knowledge
 
 
 def test_the_overlay_tints_the_attention_mask_of_each_view():

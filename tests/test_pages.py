@@ -11,7 +11,14 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.pages import browser_page, free_port, group_processes, screenshot_dir, server
+from tests.pages import (
+    browser_page,
+    demo_write_report,
+    free_port,
+    group_processes,
+    screenshot_dir,
+    server,
+)
 from tests.test_demo import EKAGEN, cli_report, real_cr_dicom
 
 REPO = Path(__file__).resolve().parents[1]
@@ -19,25 +26,6 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _files(folder: Path) -> dict[str, float]:
     return {str(p.relative_to(folder)): p.stat().st_mtime for p in folder.rglob("*")}
-
-
-def _write_report(page, upload: list[Path], expect_report: bool = True) -> str:
-    """On a fresh page: upload files, press the button, and wait for the report (or the
-    message)."""
-    page.reload()
-    page.wait_for_selector("#write")
-    page.locator("#upload input[type=file]").set_input_files([str(p) for p in upload])
-    page.wait_for_function(f"document.querySelectorAll('#upload .file-name, #upload td')"
-                           f".length >= {len(upload)}", timeout=60_000)
-    page.click("#write")
-    if expect_report:
-        page.wait_for_function("document.querySelector('#report textarea').value.length > 0 &&"
-                               "document.querySelector('#status').innerText.includes('Time:')",
-                               timeout=120_000)
-        return page.input_value("#report textarea")
-    page.wait_for_function("document.querySelector('#status').innerText"
-                           ".includes('Could not write a report')", timeout=120_000)
-    return page.inner_text("#status")
 
 
 def _images_loaded(page, selector: str) -> list[int]:
@@ -67,7 +55,7 @@ def test_the_demo_page_writes_the_cli_report_for_a_png_and_the_real_dicom(tiny_d
         with browser_page() as page:
             page.goto(url)
             for upload, name in ((png, "png"), (real_cr_dicom(), "dicom")):
-                report = _write_report(page, [upload])
+                report = demo_write_report(page, [upload])[0]
                 assert report == cli_report(model, upload)["report"], name
                 # the overlay at the model's size and the 14-bar chart are on the page, loaded
                 assert _images_loaded(page, "#overlay") == [256]  # 64 px enlarged 4x
@@ -75,7 +63,7 @@ def test_the_demo_page_writes_the_cli_report_for_a_png_and_the_real_dicom(tiny_d
                 assert "Label combination" in page.inner_text("#knowledge")
                 page.screenshot(path=str(screenshot_dir(tmp_path) / f"demo_{name}.png"),
                                 full_page=True)
-            message = _write_report(page, [notes], expect_report=False)
+            message = demo_write_report(page, [notes], expect_report=False)[0]
             assert "notes.png: unreadable image" in message and "Traceback" not in message
             assert page.input_value("#report textarea") == ""
             hosts = {re.match(r"[a-z]+://([^/]+)/?", u).group(1) for u in page.requested
