@@ -23,6 +23,7 @@ import yaml
 from ekagen.config import AdmConfig, GeneratorConfig, GidConfig, TrainConfig, replace, section
 from ekagen.generation.train import GenerationStep
 from ekagen.models.generator import build_generator
+from ekagen.training.averaging import precision_plan
 from ekagen.training.batching import LengthGroupedSampler
 from ekagen.training.engine import bf16_supported
 
@@ -79,7 +80,8 @@ def main() -> None:
     step = GenerationStep(train_cfg, gid, adm, 0)
     g = torch.Generator().manual_seed(1)
     knowledge = torch.randint(4, args.vocab, (args.batch, 40), generator=g)
-    amp = train_cfg.amp and bf16_supported(torch.device("cpu"))
+    cpu = torch.device("cpu")
+    amp, _ = precision_plan(cpu, train_cfg.amp, train_cfg.amp_cpu, bf16_supported(cpu))
 
     def run(batch: list[int]) -> float:
         tokens = torch.zeros(len(batch), cfg.max_length, dtype=torch.long)

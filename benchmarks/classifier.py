@@ -5,7 +5,7 @@
 
 Runs the real training step (DiagnosisBot forward, masked BCE, backward, AdamW step) on
 synthetic images, or on the first images of a prepared cache when ``--prepared`` is given,
-in fp32 and, where the CPU has native bf16 (what ``amp: true`` then uses), under bf16
+in fp32 and, where the CPU has native bf16 (what ``amp_cpu: true`` then uses), under bf16
 autocast: the two alternate ``--rounds`` times in one run so that both see the same machine
 load, and the JSON gives their ratio.
 """

@@ -279,7 +279,8 @@ class ClassifierConfig:
     augment: bool
     threshold: str  # youden | f1 | fixed:<value>
     patience: int
-    amp: bool
+    amp: bool  # bf16 autocast on a GPU with bf16
+    amp_cpu: bool  # also on a CPU with native bf16; false: CPUs train in fp32
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 1 and self.batch_size >= 1, "epochs and batch_size must be >= 1")
@@ -388,7 +389,9 @@ class TrainConfig:
     scheduler: str  # constant | cosine (per batch, to 0 over the round) | step:<epochs>:<f>
     grad_clip: float
     label_smoothing: float
-    amp: bool
+    amp: bool  # bf16 autocast on a GPU with bf16
+    amp_cpu: bool  # also on a CPU with native bf16; false: CPUs train in fp32
+    ema_decay: float  # 0 = off; > 0: validate, select and export the moving average of the weights
     patience: int
     select_metric: Literal["ce_bleu4", "ce_micro_f1", "bleu4"]
     knowledge_gt_fraction: float
@@ -404,6 +407,7 @@ class TrainConfig:
         self.schedule  # noqa: B018 - parses, raising on a bad spelling
         _require(0 <= self.knowledge_gt_fraction <= 1,
                  f"knowledge_gt_fraction must be in [0, 1], got {self.knowledge_gt_fraction}")
+        _require(0 <= self.ema_decay < 1, f"ema_decay must be in [0, 1), got {self.ema_decay}")
         _require(self.findings_repeat >= 1 and self.length_pool >= 0 and self.patience >= 0,
                  "findings_repeat must be >= 1; length_pool and patience >= 0")
 

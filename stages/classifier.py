@@ -75,6 +75,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 "stopped_early": fit.stopped_early,
                 "threshold_method": cfg.threshold,
                 "precision": fit.precision,
+                "precision_reason": fit.precision_reason,
                 "seed": seed,
                 "val_mean_auroc": evaluated["metrics"]["val"]["image"]["mean_auroc"],
                 "test_mean_auroc": evaluated["metrics"]["test"]["image"]["mean_auroc"],

@@ -130,6 +130,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                    "best_epoch": result.best_epoch, "epochs": len(result.history),
                    "resumed_from": result.resumed_from, "stopped_early": result.stopped_early,
                    "select_metric": cfg.select_metric, "precision": result.precision,
+                   "precision_reason": result.precision_reason,
                    "torch": torch.__version__, "seed": seed, "best": {
                        k: v for k, v in best.items() if k.startswith("val_") or k == "train_loss"},
                    "seconds": round(seconds, 1),

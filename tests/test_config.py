@@ -81,6 +81,7 @@ def test_whole_file_from_yaml_text_with_bool_toggle(tmp_path):
     ("train", "scheduler", "linear", "scheduler must be constant, cosine or step"),
     ("train", "scheduler", "step:0:0.1", "epochs must be >= 1"),
     ("train", "knowledge_gt_fraction", 1.5, "knowledge_gt_fraction must be in"),
+    ("train", "ema_decay", 1.0, "ema_decay must be in"),
     ("train", "findings_repeat", 0, "findings_repeat must be >= 1"),
     ("train", "select_metric", "rouge", "select_metric: expected one of"),
     ("classifier", "optimizer", "sgd", "optimizer must be adamw or sgd:<momentum"),

@@ -83,7 +83,13 @@ def test_dvc_repro_runs_the_whole_dag_on_the_tiny_profile(tiny_repo):
     decode = json.loads((root / "data/eval/model/decode.json").read_text())
     assert decode == params["decode"]
     r0 = json.loads((root / "metrics/train/r0.json").read_text())
-    assert r0["precision"] in ("fp32", "bf16 autocast") and r0["seed"] == params["seed"]
+    assert r0["seed"] == params["seed"]
+    # a CPU trains in fp32 unless amp_cpu opts in, whether or not it has AMX
+    assert params["train"]["amp_cpu"] is False and params["classifier"]["amp_cpu"] is False
+    classifier_run = json.loads((root / "metrics/classifier.json").read_text())
+    for run in (r0, classifier_run):
+        assert run["precision"] == "fp32"
+        assert run["precision_reason"] == "fp32: a CPU trains in fp32 unless amp_cpu is true"
     # the experiment's parent run is its row in MLflow: headline metrics with intervals
     import mlflow
 

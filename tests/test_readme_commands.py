@@ -144,3 +144,38 @@ def test_readme_experiment_line_runs_in_a_fresh_shell(tmp_path):
              for row in _exp_rows(shown)
              if "params.yaml" in (row.get("params") or {})]
     assert True in flags and False in flags, flags  # the baseline and the experiment
+
+
+def _readme_overrides(text: str) -> list[list[str]]:
+    """The ``-S key=value`` arguments of each ``dvc exp run`` line in the README's code."""
+    import shlex
+
+    joined = "\n".join(_fenced_lines(text)).replace("\\\n", " ")
+    found = []
+    for line in joined.splitlines():
+        for command in line.split("#")[0].split("&&"):
+            words = shlex.split(command)
+            if words[:3] != ["dvc", "exp", "run"] or any("$(" in w for w in words):
+                continue
+            found.append([words[i + 1] for i, w in enumerate(words) if w == "-S"])
+    return found
+
+
+def test_every_readme_experiment_line_sets_valid_parameters():
+    from ekagen.config import load_params, validate_params
+
+    overrides = _readme_overrides(README.read_text())
+    assert len(overrides) >= 15 and ["seed=7"] in overrides
+    for assignments in overrides:
+        params = load_params(REPO / "params.yaml")
+        for assignment in assignments:
+            key, _, value = assignment.partition("=")
+            *parents, leaf = key.split(".")
+            node = params
+            for part in parents:
+                assert isinstance(node.get(part), dict), f"README: -S {assignment}: no {part!r}"
+                node = node[part]
+            assert leaf in node or parents == ["gid", "rounds"], \
+                f"README: -S {assignment}: params.yaml has no {key!r}"
+            node[leaf] = yaml.safe_load(value)
+        validate_params(params)  # raises, naming the key, on a bad value

@@ -142,8 +142,9 @@ def train_classifier(cfg: ClassifierConfig, runtime: RuntimeConfig, table: pd.Da
     engine = EngineConfig(
         epochs=cfg.epochs, batch_size=cfg.batch_size, monitor=MONITOR, mode="max",
         patience=cfg.patience, grad_clip=cfg.grad_clip, device=runtime.device, amp=cfg.amp,
-        seed=seed, num_workers=runtime.loader_workers, checkpoint_dir=checkpoint_dir,
-        fingerprint=fingerprint_, progress=progress, desc="classifier")
+        amp_cpu=cfg.amp_cpu, seed=seed, num_workers=runtime.loader_workers,
+        checkpoint_dir=checkpoint_dir, fingerprint=fingerprint_, progress=progress,
+        desc="classifier")
     trainer = Trainer(model, train_set, train_step, optimizer_factory(cfg), engine,
                       scheduler=scheduler_factory(cfg), evaluate=evaluate,
                       on_epoch_end=on_epoch_end)

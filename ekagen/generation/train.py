@@ -195,7 +195,8 @@ def train_round(model: EKAGenerator, data: dict[str, ReportStudies], val_referen
         scheduler_interval=interval, epochs=cfg.epochs, batch_size=cfg.batch_size,
         monitor=f"val_{cfg.select_metric}", mode="max", patience=cfg.patience,
         later_ties=True,  # CE of greedy templates plateaus; a tie keeps the more trained model
-        grad_clip=cfg.grad_clip, device=runtime.device, amp=cfg.amp, seed=seed,
+        grad_clip=cfg.grad_clip, device=runtime.device, amp=cfg.amp, amp_cpu=cfg.amp_cpu,
+        ema_decay=cfg.ema_decay, seed=seed,
         num_workers=runtime.loader_workers, checkpoint_dir=checkpoint_dir,
         fingerprint=fingerprint, progress=progress, desc="train generator",
         length_pool=cfg.length_pool)

@@ -20,8 +20,12 @@ Behaviour, in short:
 
 * **Device**: ``config.device`` (``auto`` = this rank's GPU if CUDA is available, else CPU).
   bf16 autocast (``config.amp``) wraps ``train_step`` and ``evaluate`` on a GPU that supports
-  bf16, and on a CPU whose oneDNN has native bf16 kernels (AVX512-BF16 or AMX), where it about
-  halves the time of a convolutional training step; elsewhere it is off (fp32).
+  bf16. A CPU runs fp32 unless ``config.amp_cpu`` opts in, and then only where oneDNN has
+  native bf16 kernels (AVX512-BF16 or AMX): otherwise a run's numbers would depend on which
+  CPU it landed on. The precision used and why is in ``FitResult``.
+* **Weight averaging**: ``config.ema_decay`` > 0 keeps a moving average of the weights after
+  every optimiser step; validation, model selection, ``best.pt`` and the returned model use
+  the average, training continues from the raw weights (both are in ``last.pt``).
 * **DDP**: when launched by ``torchrun`` (``WORLD_SIZE`` > 1) the model is wrapped in
   ``DistributedDataParallel`` (gloo on CPU, NCCL on GPU); ``train_step`` receives the wrapped
   model and must call it (``model(...)``, i.e. ``forward``) for gradients to be averaged.
@@ -65,6 +69,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from ekagen.training import checkpoint as ckpt
+from ekagen.training.averaging import WeightAverage, precision_plan
 from ekagen.training.batching import LengthGroupedSampler
 from ekagen.training.distributed import (
     DistInfo,
@@ -99,7 +104,11 @@ class EngineConfig:
     later_ties: bool = False  # a tie with the best goes to the later (more trained) epoch
     grad_clip: float = 0.0  # max gradient norm; 0 = off
     device: str = "auto"  # auto | cpu | cuda | cuda:<i>
-    amp: bool = True  # bf16 autocast where the device has native bf16 (see bf16_supported)
+    amp: bool = True  # bf16 autocast on a GPU with bf16 (see precision_plan)
+    amp_cpu: bool = False  # also on a CPU with native bf16 (AMX/AVX512-BF16); off: CPUs run fp32
+    # > 0: evaluate, select and return the exponential moving average of the weights
+    # (ekagen/training/averaging.py) instead of the weights after the last step
+    ema_decay: float = 0.0
     seed: int = 42  # data order and DataLoader worker seeds
     num_workers: int = 0
     shuffle: bool = True
@@ -128,9 +137,10 @@ class FitResult:
     resumed_from: int  # the last completed epoch found in a checkpoint; 0 = fresh start
     stopped_early: bool = False
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    #: what the training steps actually ran in: "bf16 autocast" where ``amp`` was asked for
-    #: and the device has native bf16, else "fp32" (record it: the two differ numerically)
+    #: what the training steps actually ran in, "bf16 autocast" or "fp32" (record it: the two
+    #: differ numerically), and why (``precision_plan``)
     precision: str = "fp32"
+    precision_reason: str = ""
 
 
 def bf16_supported(device: torch.device) -> bool:
@@ -265,7 +275,9 @@ class Trainer:
                              f"{config.batch_size}, drop_last={config.drop_last}")
         self.optimizer = optimizer(model)
         self.scheduler = scheduler(self.optimizer, self.steps_per_epoch) if scheduler else None
-        self.use_amp = config.amp and bf16_supported(self.device)
+        self.use_amp, self.precision_reason = precision_plan(
+            self.device, config.amp, config.amp_cpu, bf16_supported(self.device))
+        self.average = WeightAverage(model, config.ema_decay) if config.ema_decay > 0 else None
         self.ckpt_dir = Path(config.checkpoint_dir) if config.checkpoint_dir else None
         self.history: list[dict[str, Any]] = []
         self.best_metric: float | None = None
@@ -298,6 +310,8 @@ class Trainer:
             raise ValueError(f"{self.ckpt_dir / ckpt.LAST}: checkpoint format "
                              f"{state.get('format')!r}, expected {CHECKPOINT_FORMAT}")
         self.model.load_state_dict(state["model"])
+        if self.average is not None:
+            self.average.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state.get("scheduler"):
             self.scheduler.load_state_dict(state["scheduler"])
@@ -328,6 +342,7 @@ class Trainer:
             "finished": finished,
             "world_size": self.dist.world_size,
             "model": ckpt.cpu_state_dict(self.model),
+            "ema": self.average.state_dict() if self.average is not None else {},
             "optimizer": self.optimizer.state_dict(),
             "scheduler": scheduler_state,
             "best_metric": self.best_metric,
@@ -338,8 +353,13 @@ class Trainer:
             "rng": rng,
         }, self.ckpt_dir / ckpt.LAST)
 
+    def _averaged(self):
+        """The weights evaluated and kept: the moving average where ``ema_decay`` > 0."""
+        return self.average.applied(self.model) if self.average is not None else nullcontext()
+
     def _keep_best(self, epoch: int) -> None:
-        state = ckpt.cpu_state_dict(self.model)
+        with self._averaged():
+            state = ckpt.cpu_state_dict(self.model)
         if self.ckpt_dir is None:
             self._best_state = state
         elif self.dist.is_main:
@@ -390,6 +410,8 @@ class Trainer:
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
             self.optimizer.step()
+            if self.average is not None:
+                self.average.update(self.model)
             if self.scheduler is not None and cfg.scheduler_interval == "step":
                 self.scheduler.step()
             for name, value in zip(names, values, strict=True):
@@ -407,7 +429,7 @@ class Trainer:
         metrics: dict[str, Any] = {}
         if self.config.eval_all_ranks or self.dist.is_main:
             self.model.eval()
-            with torch.no_grad(), self._autocast():
+            with torch.no_grad(), self._autocast(), self._averaged():
                 metrics = dict(self.evaluate(self.model))
             self.model.train()
         if not self.config.eval_all_ranks:
@@ -455,11 +477,14 @@ class Trainer:
         barrier()
         if cfg.restore_best and self.best_epoch:
             self._load_best()
+        elif self.average is not None:
+            self.model.load_state_dict(self.average.shadow)
         return FitResult(model=self.model, history=list(self.history),
                          best_epoch=self.best_epoch,
                          best_metric=math.nan if self.best_metric is None else self.best_metric,
                          resumed_from=resumed_from, stopped_early=stopped, device=self.device,
-                         precision="bf16 autocast" if self.use_amp else "fp32")
+                         precision="bf16 autocast" if self.use_amp else "fp32",
+                         precision_reason=self.precision_reason)
 
 
 def fit(model: nn.Module, train_data: Dataset, train_step: TrainStep,

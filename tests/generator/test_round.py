@@ -77,6 +77,24 @@ def test_round_resumes_after_interruption(tmp_path):
     assert full.best_epoch == best["epoch"]
 
 
+def test_round_with_weight_averaging_trains_alike_and_exports_the_average(tmp_path):
+    from dataclasses import replace
+
+    vocab, data = _data()
+    refs = REPORTS[4:]
+    plain = train_round(_model(), data, refs, _writer(vocab), TRAIN, config("gid"), RUNTIME, 0,
+                        None, None, "plain", progress=False)
+    averaged_cfg = replace(TRAIN, ema_decay=0.5)
+    averaged = train_round(_model(), data, refs, _writer(vocab), averaged_cfg, config("gid"),
+                           RUNTIME, 0, None, None, "ema", progress=False)
+    # the average changes what is validated and kept, not the optimisation
+    assert [r["train_loss"] for r in plain.history] == \
+        [r["train_loss"] for r in averaged.history]
+    decoder = [k for k in plain.model.state_dict() if k.startswith("decoder")]
+    assert decoder and any(not torch.equal(plain.model.state_dict()[k],
+                                           averaged.model.state_dict()[k]) for k in decoder)
+
+
 def test_teacher_round_adds_distillation_and_keeps_teacher_frozen(tmp_path):
     vocab, data = _data()
     teacher = _model(seed=3).eval()

@@ -163,18 +163,21 @@ def test_unknown_monitor_and_bad_batch_are_errors():
         fit(toy_model(), ToyData(n=4), mse_step, sgd, _config(None, drop_last=True))
 
 
-@pytest.mark.parametrize("amp", [True, False])
-def test_amp_autocasts_cpu_steps_only_where_bf16_is_native(amp):
+@pytest.mark.parametrize("amp, amp_cpu", [(True, True), (True, False), (False, True)])
+def test_cpu_autocasts_only_when_amp_cpu_opts_in_and_bf16_is_native(amp, amp_cpu):
     seen: list[tuple[bool, torch.dtype]] = []
 
     def step(model, batch):
         seen.append((torch.is_autocast_enabled("cpu"), model(batch["x"]).dtype))
         return mse_step(model, batch)
 
-    result = fit(toy_model(), ToyData(), step, sgd, _config(None, epochs=1, amp=amp))
-    native = amp and bf16_supported(torch.device("cpu"))
+    result = fit(toy_model(), ToyData(), step, sgd,
+                 _config(None, epochs=1, amp=amp, amp_cpu=amp_cpu))
+    native = amp and amp_cpu and bf16_supported(torch.device("cpu"))
     assert seen and all(s == (native, torch.bfloat16 if native else torch.float32)
                         for s in seen)
+    assert result.precision == ("bf16 autocast" if native else "fp32")
+    assert result.precision_reason.startswith(result.precision)
     assert math.isfinite(result.history[0]["train_loss"])
     # the weights themselves stay fp32 either way
     assert all(p.dtype == torch.float32 for p in result.model.parameters())
