@@ -30,24 +30,21 @@ from pathlib import Path
 
 import yaml
 
+from ekagen.presets import apply_preset
+
 ROOT = Path(__file__).resolve().parent.parent
 SCORES = ("val_ce_micro_f1", "val_bleu4", "val_ce_bleu4", "val_mean_length")
 
 
-def override(params: dict, assignment: str) -> None:
-    """Apply ``a.b.c=value`` (value parsed as YAML, like ``dvc exp run -S``)."""
-    key, sep, text = assignment.partition("=")
-    if not sep:
-        raise SystemExit(f"-S {assignment!r}: expected key=value")
-    node = params
-    *parents, leaf = key.split(".")
-    for part in parents:
-        if not isinstance(node.get(part), dict):
-            raise SystemExit(f"-S {assignment!r}: {part!r} is not a section of params.yaml")
-        node = node[part]
-    if leaf not in node:
-        raise SystemExit(f"-S {assignment!r}: params.yaml has no key {key!r}")
-    node[leaf] = yaml.safe_load(text)
+def overrides(assignments: list[str]) -> dict:
+    """``a.b.c=value`` arguments as preset changes (values parsed as YAML, like ``-S``)."""
+    changes = {}
+    for assignment in assignments:
+        key, sep, text = assignment.partition("=")
+        if not sep:
+            raise SystemExit(f"-S {assignment!r}: expected key=value")
+        changes[key] = yaml.safe_load(text)
+    return changes
 
 
 def stability(curve: list[dict]) -> dict:
@@ -165,9 +162,10 @@ def main(argv: list[str] | None = None) -> dict:
     for folder in () if args.from_metrics else ("prepared", "knowledge", "classifier", "adm"):
         if not (args.data / folder).is_dir():
             raise SystemExit(f"{args.data / folder}: missing; run `dvc repro adm rks` first")
-    base = yaml.safe_load(args.params.read_text())
-    for assignment in args.overrides:
-        override(base, assignment)
+    try:  # the presets' own setter: unknown sections and keys are errors
+        base = apply_preset(yaml.safe_load(args.params.read_text()), overrides(args.overrides))
+    except ValueError as error:
+        raise SystemExit(f"-S: {error}") from error
     rounds = args.rounds or list(base["gid"]["rounds"])
     result: dict = {"overrides": args.overrides, "seeds": {}, "over_seeds": {}}
     for seed in args.seeds:
