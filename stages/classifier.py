@@ -76,6 +76,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 "threshold_method": cfg.threshold,
                 "precision": fit.precision,
                 "precision_reason": fit.precision_reason,
+                "torch_threads": fit.threads,
+                "cpu": fit.cpu,
                 "seed": seed,
                 "val_mean_auroc": evaluated["metrics"]["val"]["image"]["mean_auroc"],
                 "test_mean_auroc": evaluated["metrics"]["test"]["image"]["mean_auroc"],

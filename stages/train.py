@@ -131,6 +131,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                    "resumed_from": result.resumed_from, "stopped_early": result.stopped_early,
                    "select_metric": cfg.select_metric, "precision": result.precision,
                    "precision_reason": result.precision_reason,
+                   "torch_threads": result.threads, "cpu": result.cpu,
                    "torch": torch.__version__, "seed": seed, "best": {
                        k: v for k, v in best.items() if k.startswith("val_") or k == "train_loss"},
                    "seconds": round(seconds, 1),

@@ -8,7 +8,9 @@ import sys
 
 import pandas as pd
 import pytest
+import torch
 
+from ekagen.training.engine import cpu_name
 from tests.conftest import run_checked as _run
 from tests.conftest import tiny_params, write_params
 
@@ -90,6 +92,9 @@ def test_dvc_repro_runs_the_whole_dag_on_the_tiny_profile(tiny_repo):
     for run in (r0, classifier_run):
         assert run["precision"] == "fp32"
         assert run["precision_reason"] == "fp32: a CPU trains in fp32 unless amp_cpu is true"
+        # and on how many threads of which CPU, since both move the last digits
+        assert run["torch_threads"] == torch.get_num_threads()
+        assert run["cpu"] == cpu_name()
     # the experiment's parent run is its row in MLflow: headline metrics with intervals
     import mlflow
 

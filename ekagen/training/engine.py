@@ -54,6 +54,7 @@ Behaviour, in short:
 from __future__ import annotations
 
 import math
+import platform
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -141,6 +142,21 @@ class FitResult:
     #: differ numerically), and why (``precision_plan``)
     precision: str = "fp32"
     precision_reason: str = ""
+    #: intra-op threads and CPU the steps ran on: both change results in the last digits
+    #: (the README measures a thread-count change), so a comparison needs them equal
+    threads: int = 1
+    cpu: str = ""
+
+
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo (``platform.processor()`` elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def bf16_supported(device: torch.device) -> bool:
@@ -311,6 +327,11 @@ class Trainer:
                              f"{state.get('format')!r}, expected {CHECKPOINT_FORMAT}")
         self.model.load_state_dict(state["model"])
         if self.average is not None:
+            if not state.get("ema"):
+                raise ValueError(
+                    f"{self.ckpt_dir / ckpt.LAST}: matches this configuration but holds no "
+                    f"weight average, which ema_decay={self.config.ema_decay} needs to resume; "
+                    "delete the checkpoint folder to start this run afresh")
             self.average.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state.get("scheduler"):
@@ -484,7 +505,8 @@ class Trainer:
                          best_metric=math.nan if self.best_metric is None else self.best_metric,
                          resumed_from=resumed_from, stopped_early=stopped, device=self.device,
                          precision="bf16 autocast" if self.use_amp else "fp32",
-                         precision_reason=self.precision_reason)
+                         precision_reason=self.precision_reason,
+                         threads=torch.get_num_threads(), cpu=cpu_name())
 
 
 def fit(model: nn.Module, train_data: Dataset, train_step: TrainStep,

@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from ekagen.training import engine
 from ekagen.training.averaging import WeightAverage, precision_plan
 from ekagen.training.checkpoint import load_checkpoint
 from ekagen.training.engine import EngineConfig, Trainer, fit
@@ -115,6 +116,31 @@ def test_resume_restores_the_average(tmp_path):
     assert resumed.resumed_from == 1
     torch.testing.assert_close(_flat(resumed.model.state_dict()),
                                _flat(full.model.state_dict()), rtol=0, atol=1e-7)
+
+
+def test_resuming_with_averaging_from_a_checkpoint_without_the_average_is_a_clear_error(
+        tmp_path):
+    def boom(record):
+        if record["epoch"] == 1:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        fit(toy_model(), ToyData(), mse_step, sgd, _config(tmp_path, ema_decay=0.0),
+            on_epoch_end=boom)
+    # the same fingerprint (here by construction) but a run that kept no average
+    with pytest.raises(ValueError, match=r"last\.pt: .*no weight average.*ema_decay=0\.9"):
+        fit(toy_model(), ToyData(), mse_step, sgd, _config(tmp_path))
+
+
+def test_fit_records_the_threads_and_cpu_it_ran_on():
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        result = fit(toy_model(), ToyData(), mse_step, sgd, _config(None, epochs=1))
+        assert result.threads == 1
+    finally:
+        torch.set_num_threads(threads)
+    assert result.cpu and result.cpu == engine.cpu_name()
 
 
 @pytest.mark.parametrize("device, amp, amp_cpu, native, use, reason", [
