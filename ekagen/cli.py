@@ -204,6 +204,21 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _synth(args: argparse.Namespace) -> int:
+    import shlex
+
+    from ekagen.data.synth import dvc_arguments, write_synthetic_mimic
+
+    fractions = [float(v) for v in args.split.split(",")] if args.split else None
+    summary = write_synthetic_mimic(args.out, args.studies, image_size=args.image_size,
+                                    seed=args.seed, workers=args.workers,
+                                    **({"fractions": fractions} if fractions else {}))
+    print(json.dumps(summary, indent=2))
+    print("run the pipeline on it:\n  dvc exp run "
+          + " ".join(shlex.quote(a) for a in dvc_arguments(summary)), file=sys.stderr)
+    return 0
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -301,6 +316,21 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also a public *.gradio.live link through Gradio's tunnel "
                             "(needs internet; off by default)")
     serve.set_defaults(func=_serve)
+
+    synth = commands.add_parser(
+        "synth", help="write a synthetic MIMIC-CXR in R2Gen format (IU text, phantom JPGs)",
+        description="Writes annotation.json, mimic-cxr-2.0.0-chexpert.csv and images/ under "
+                    "OUT: IU X-Ray reports drawn with replacement, each with a phantom radiograph "
+                    "of its labels. Re-running skips the images already written.")
+    synth.add_argument("--studies", type=_positive, required=True, metavar="N")
+    synth.add_argument("--out", required=True, metavar="DIR")
+    synth.add_argument("--image-size", type=_positive, default=256, metavar="PX")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--split", default=None, metavar="TRAIN,VAL,TEST",
+                       help="split fractions (default: MIMIC-CXR's R2Gen split, 97.8/0.8/1.4%%)")
+    synth.add_argument("--workers", type=_positive, default=1,
+                       help="processes rendering images")
+    synth.set_defaults(func=_synth)
 
     preset = commands.add_parser(
         "preset", help="print a preset's parameter changes as dvc exp run -S arguments",

@@ -263,3 +263,61 @@ def test_generator_round_under_torchrun_matches_one_process(tiny_repo, tmp_path)
     assert len(single) == len(ddp) == 2
     assert ddp == pytest.approx(single, rel=2e-3)
     assert json.loads((tmp_path / "ddp_metrics" / "r0.json").read_text())["epochs"] == 2
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_generator_round_on_two_torchrun_nodes_matches_one_process(tiny_repo, tmp_path):
+    """Two "nodes" on 127.0.0.1 (``--nnodes 2 --nproc-per-node 1``, c10d rendezvous), each a
+    separate torchrun in its own process group, train the round the single process trains."""
+    import csv
+    import os
+    import signal
+
+    root, env = tiny_repo
+    if not (root / "data/adm").is_dir():
+        _run([sys.executable, "-m", "dvc", "repro", "adm", "rks"], root, env)
+    params = write_params(tmp_path / "params.yaml",
+                          tiny_params(model={"dropout": 0.0},
+                                      train={"epochs": 2, "findings_repeat": 1}))
+
+    def args(name: str) -> list[str]:
+        return ["-m", "stages.train", "--round", "r0", "--params", str(params), "--no-progress",
+                "--gid-dir", str(tmp_path / name), "--ckpt-dir", str(tmp_path / f"{name}_ckpt"),
+                "--metrics-dir", str(tmp_path / f"{name}_metrics")]
+
+    _run([sys.executable, *args("single")], root, env)
+    endpoint = f"127.0.0.1:{_free_port()}"
+    nodes = [subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=1",
+         f"--node-rank={rank}", "--rdzv-backend=c10d", f"--rdzv-endpoint={endpoint}",
+         "--rdzv-id=ekagen-test", *args("nodes")],
+        cwd=root, env={**env, "MASTER_ADDR": "127.0.0.1"}, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, start_new_session=True) for rank in (0, 1)]
+    try:
+        outputs = [node.communicate(timeout=600)[0] for node in nodes]
+    finally:
+        for node in nodes:
+            if node.poll() is None:
+                os.killpg(node.pid, signal.SIGKILL)
+    assert [node.returncode for node in nodes] == [0, 0], "\n".join(outputs)
+
+    def curve(name: str) -> list[float]:
+        with open(tmp_path / f"{name}_metrics" / "r0_curve.csv") as handle:
+            return [float(row["train_loss"]) for row in csv.DictReader(handle)]
+
+    single, nodes_curve = curve("single"), curve("nodes")
+    assert len(single) == len(nodes_curve) == 2
+    assert nodes_curve == pytest.approx(single, rel=2e-3)
+    from ekagen.training.checkpoint import load_checkpoint
+
+    # it really was one process on each of two nodes
+    assert load_checkpoint(tmp_path / "nodes_ckpt" / "r0" / "last.pt")["world_size"] == 2
+    assert load_checkpoint(tmp_path / "single_ckpt" / "r0" / "last.pt")["world_size"] == 1
