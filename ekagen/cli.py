@@ -209,7 +209,7 @@ def _synth(args: argparse.Namespace) -> int:
 
     from ekagen.data.synth import dvc_arguments, write_synthetic_mimic
 
-    fractions = [float(v) for v in args.split.split(",")] if args.split else None
+    fractions = args.split
     summary = write_synthetic_mimic(args.out, args.studies, image_size=args.image_size,
                                     seed=args.seed, workers=args.workers,
                                     **({"fractions": fractions} if fractions else {}))
@@ -217,6 +217,17 @@ def _synth(args: argparse.Namespace) -> int:
     print("run the pipeline on it:\n  dvc exp run "
           + " ".join(shlex.quote(a) for a in dvc_arguments(summary)), file=sys.stderr)
     return 0
+
+
+def _fractions(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(
+            f"expected three comma-separated fractions TRAIN,VAL,TEST, got {text!r}")
+    return values
 
 
 def _positive(text: str) -> int:
@@ -326,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--out", required=True, metavar="DIR")
     synth.add_argument("--image-size", type=_positive, default=256, metavar="PX")
     synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--split", default=None, metavar="TRAIN,VAL,TEST",
+    synth.add_argument("--split", type=_fractions, default=None, metavar="TRAIN,VAL,TEST",
                        help="split fractions (default: MIMIC-CXR's R2Gen split, 97.8/0.8/1.4%%)")
     synth.add_argument("--workers", type=_positive, default=1,
                        help="processes rendering images")

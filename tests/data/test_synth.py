@@ -168,3 +168,6 @@ def test_cli_writes_a_set_and_names_the_dvc_arguments(tmp_path):
     bad = _cli("synth", "--studies", "6", "--out", str(tmp_path / "t"), "--split", "0.5,0.6,0.1")
     assert bad.returncode == 2 and "split fractions must be three non-negative" in bad.stderr
     assert not (tmp_path / "t" / "annotation.json").exists()
+    unreadable = _cli("synth", "--studies", "6", "--out", str(tmp_path / "u"), "--split", "a,b")
+    assert unreadable.returncode == 2 and "expected three comma-separated fractions" in \
+        unreadable.stderr
