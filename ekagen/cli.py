@@ -207,12 +207,11 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _synth(args: argparse.Namespace) -> int:
     import shlex
 
-    from ekagen.data.synth import dvc_arguments, write_synthetic_mimic
+    from ekagen.data.synth import MIMIC_SPLIT, dvc_arguments, write_synthetic_mimic
 
-    fractions = args.split
     summary = write_synthetic_mimic(args.out, args.studies, image_size=args.image_size,
                                     seed=args.seed, workers=args.workers,
-                                    **({"fractions": fractions} if fractions else {}))
+                                    fractions=args.split or MIMIC_SPLIT)
     print(json.dumps(summary, indent=2))
     print("run the pipeline on it:\n  dvc exp run "
           + " ".join(shlex.quote(a) for a in dvc_arguments(summary)), file=sys.stderr)

@@ -228,15 +228,9 @@ def test_cli_writes_exactly_the_evaluate_stage_report_for_a_test_study(tiny_repo
         assert written["knowledge"] == f"{expected['knowledge_rule']}:{expected['knowledge_key']}"
 
 
-@pytest.mark.slow
-def test_generator_round_under_torchrun_matches_one_process(tiny_repo, tmp_path):
-    """2-process DDP on CPU (gloo) with the same global batch gives the same loss curve.
-
-    Both runs draw the same length-grouped global batches, and the loss is a token sum over a
-    constant, so the processes' halves add up to the single process's batch (up to float
-    rounding). 28 training studies (findings_repeat 1) split evenly: with an odd count the
-    sampler pads the last batch with a duplicate, as DistributedSampler does, which on this
-    tiny set moves the epoch's mean loss by a few percent."""
+def _round_r0(tiny_repo, tmp_path):
+    """The round-0 stage command for the tiny DAG's data (dropout off, 2 epochs, each study
+    once), its single-process run done, and a reader of a run's training-loss curve."""
     import csv
 
     root, env = tiny_repo
@@ -251,14 +245,26 @@ def test_generator_round_under_torchrun_matches_one_process(tiny_repo, tmp_path)
                 "--gid-dir", str(tmp_path / name), "--ckpt-dir", str(tmp_path / f"{name}_ckpt"),
                 "--metrics-dir", str(tmp_path / f"{name}_metrics")]
 
-    _run([sys.executable, *args("single")], root, env)
-    _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-          *args("ddp")], root, env)
-
     def curve(name: str) -> list[float]:
         with open(tmp_path / f"{name}_metrics" / "r0_curve.csv") as handle:
             return [float(row["train_loss"]) for row in csv.DictReader(handle)]
 
+    _run([sys.executable, *args("single")], root, env)
+    return root, env, args, curve
+
+
+@pytest.mark.slow
+def test_generator_round_under_torchrun_matches_one_process(tiny_repo, tmp_path):
+    """2-process DDP on CPU (gloo) with the same global batch gives the same loss curve.
+
+    Both runs draw the same length-grouped global batches, and the loss is a token sum over a
+    constant, so the processes' halves add up to the single process's batch (up to float
+    rounding). 28 training studies (findings_repeat 1) split evenly: with an odd count the
+    sampler pads the last batch with a duplicate, as DistributedSampler does, which on this
+    tiny set moves the epoch's mean loss by a few percent."""
+    root, env, args, curve = _round_r0(tiny_repo, tmp_path)
+    _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+          *args("ddp")], root, env)
     single, ddp = curve("single"), curve("ddp")
     assert len(single) == len(ddp) == 2
     assert ddp == pytest.approx(single, rel=2e-3)
@@ -277,23 +283,10 @@ def _free_port() -> int:
 def test_generator_round_on_two_torchrun_nodes_matches_one_process(tiny_repo, tmp_path):
     """Two "nodes" on 127.0.0.1 (``--nnodes 2 --nproc-per-node 1``, c10d rendezvous), each a
     separate torchrun in its own process group, train the round the single process trains."""
-    import csv
     import os
     import signal
 
-    root, env = tiny_repo
-    if not (root / "data/adm").is_dir():
-        _run([sys.executable, "-m", "dvc", "repro", "adm", "rks"], root, env)
-    params = write_params(tmp_path / "params.yaml",
-                          tiny_params(model={"dropout": 0.0},
-                                      train={"epochs": 2, "findings_repeat": 1}))
-
-    def args(name: str) -> list[str]:
-        return ["-m", "stages.train", "--round", "r0", "--params", str(params), "--no-progress",
-                "--gid-dir", str(tmp_path / name), "--ckpt-dir", str(tmp_path / f"{name}_ckpt"),
-                "--metrics-dir", str(tmp_path / f"{name}_metrics")]
-
-    _run([sys.executable, *args("single")], root, env)
+    root, env, args, curve = _round_r0(tiny_repo, tmp_path)
     endpoint = f"127.0.0.1:{_free_port()}"
     nodes = [subprocess.Popen(
         [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=1",
@@ -308,10 +301,6 @@ def test_generator_round_on_two_torchrun_nodes_matches_one_process(tiny_repo, tm
             if node.poll() is None:
                 os.killpg(node.pid, signal.SIGKILL)
     assert [node.returncode for node in nodes] == [0, 0], "\n".join(outputs)
-
-    def curve(name: str) -> list[float]:
-        with open(tmp_path / f"{name}_metrics" / "r0_curve.csv") as handle:
-            return [float(row["train_loss"]) for row in csv.DictReader(handle)]
 
     single, nodes_curve = curve("single"), curve("nodes")
     assert len(single) == len(nodes_curve) == 2

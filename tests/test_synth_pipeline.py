@@ -8,6 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from tests.conftest import run_checked
@@ -28,8 +29,6 @@ def test_dvc_exp_run_on_a_synthetic_mimic_set(tiny_repo, tmp_path):
                                                                  "test": 10}
     evaluation = json.loads((root / "metrics/eval.json").read_text())
     assert evaluation["test_studies"] == 10
-    import pandas as pd
-
     table = pd.read_parquet(root / "data/prepared/studies.parquet")
     assert (table["label_source"] == "chexpert_csv").all()
     assert table["image_paths"].map(lambda paths: paths[0].endswith(".jpg")).all()

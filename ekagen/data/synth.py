@@ -128,9 +128,8 @@ def write_synthetic_mimic(out: str | Path, n: int, *, image_size: int = 256, see
         raise ValueError(f"image size must be between 16 and 2048, got {image_size}")
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    if n < 1:
-        raise ValueError(f"the number of studies must be >= 1, got {n}")
-    split_counts(n, fractions)  # bad fractions fail before anything is written
+    reports, labels = iu_report_pool()
+    studies = plan_studies(n, reports, labels, seed, fractions)  # checks n and fractions
     out = Path(out)
     manifest = {"format": "ekagen synthetic mimic_cxr 1", "seed": seed, "image_size": image_size}
     if (out / MANIFEST).is_file():
@@ -140,12 +139,10 @@ def write_synthetic_mimic(out: str | Path, n: int, *, image_size: int = 256, see
                              f"its images cannot be reused for {manifest}; choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).write_text(json.dumps(manifest) + "\n")
-    reports, labels = iu_report_pool()
-    studies = plan_studies(n, reports, labels, seed, fractions)
     image_dir = out / IMAGE_DIR
-    tasks = [(str(image_dir / s.image_path), f"synth-{seed}-{s.index}", s.labels, s.report,
-              image_size, seed)
-             for s in studies if not (image_dir / s.image_path).is_file()]
+    targets = [image_dir / s.image_path for s in studies]
+    tasks = [(str(target), f"synth-{seed}-{s.index}", s.labels, s.report, image_size, seed)
+             for s, target in zip(studies, targets, strict=True) if not target.is_file()]
     bar = tqdm(total=len(tasks), desc="render images", unit="image", disable=not progress)
     if workers == 1:
         for task in tasks:
