@@ -19,12 +19,14 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser = stage_parser(__doc__)
     parser.add_argument("--out", default="data/prepared")
     parser.add_argument("--metrics", default="metrics/prepare.json")
+    parser.add_argument("--cache-dir", default="data/cache/prepare",
+                        help="where the image cache is built, so a killed run can resume")
     parser.add_argument("--contact-sheet", default="metrics/plots/phantom_contact_sheet.png")
     args, params = parse(parser, argv, PARAMS)
     cfg = params.section("data", DataConfig)
     seed = params.seed
     with stage_run("prepare", {"seed": seed, **as_flat_dict(cfg, "data.")}) as mlflow:
-        prepared = prepare(cfg, seed, params.runtime.workers)
+        prepared = prepare(cfg, seed, params.runtime.workers, Path(args.cache_dir))
         write_prepared(prepared, Path(args.out))
         metrics = prepare_metrics(prepared, cfg)
         dump_json(metrics, Path(args.metrics))

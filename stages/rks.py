@@ -10,7 +10,7 @@ from ekagen.data.artifacts import dump_json
 from ekagen.data.vocab import Vocabulary
 from ekagen.knowledge.index import load_index
 from ekagen.knowledge.plots import plot_embedding_projection
-from ekagen.knowledge.rks import build_rks, knowledge_metrics
+from ekagen.knowledge.rks import RECALL_TARGET, build_rks, index_recall, knowledge_metrics
 from ekagen.knowledge.store import (
     EMBEDDINGS_FILE,
     INDEX_FILE,
@@ -40,13 +40,21 @@ def main(argv: Sequence[str] | None = None) -> dict:
     table, vectors = read_embeddings(folder / EMBEDDINGS_FILE)
     pks = read_table(folder / PKS_FILE, "pks")
     vocab = Vocabulary.load(Path(args.prepared) / "vocab.json")
-    index = load_index(folder / INDEX_FILE) if cfg.search == "index" else None
+    index = load_index(folder / INDEX_FILE)
     with stage_run("rks", as_flat_dict(cfg, "rks.")) as mlflow:
         rks = build_rks(pks, vectors, table["id"].tolist(), table["report"].tolist(), vocab,
-                        index, 1, max_length, cfg.candidates)
+                        index if cfg.search == "index" else None, 1, max_length,
+                        cfg.candidates)
         write_table(folder / RKS_FILE, rks)
         skipped = [name for name in OBSERVATIONS if name not in set(pks["observation"])]
-        metrics = knowledge_metrics(pks, rks, len(table), skipped)
+        metrics = {**knowledge_metrics(pks, rks, len(table), skipped),
+                   **index_recall(index, vectors, pks, params.seed)}
+        low = {k: v for k, v in metrics.items()
+               if k.startswith("index_recall_at_1/") and v < RECALL_TARGET}
+        if low:
+            print(f"WARNING: the {metrics['index_type']} index finds the true nearest "
+                  f"neighbour less often than {RECALL_TARGET}: {low}; raise embed.nprobe "
+                  "(ivf) or embed.ef_search (hnsw)")
         dump_json(metrics, Path(args.metrics))
         plot_embedding_projection(vectors, table[list(OBSERVATIONS)], pks, rks, args.plot,
                                   method=cfg.projection, seed=params.seed)

@@ -7,18 +7,17 @@ aligned row for row with the table, decoded and resized once so no epoch re-deco
 
 from __future__ import annotations
 
+import shutil
 from collections import Counter
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from ekagen.config import DataConfig
 from ekagen.data.artifacts import IMAGES_FILE, REJECTED_FILE, STUDIES_FILE, VOCAB_FILE
-from ekagen.data.images import ImageError, load_image
+from ekagen.data.image_cache import build_image_cache
 from ekagen.data.records import REJECTED_COLUMNS, SPLITS, RecordError, Rejections, StudyRecord
 from ekagen.data.sources import load_studies
 from ekagen.data.text import clean_report
@@ -30,7 +29,7 @@ from ekagen.observations import OBSERVATIONS
 class Prepared:
     studies: pd.DataFrame
     vocab: Vocabulary
-    images: np.ndarray
+    images: np.ndarray  # a memory map of the finished cache when prepare had a cache_dir
     rejections: Rejections
 
 
@@ -68,19 +67,6 @@ def _assign_splits(n: int, fractions: list[float], seed: int) -> list[str]:
     return splits.tolist()
 
 
-def _render_task(task: tuple) -> np.ndarray:
-    """One study's views; a module-level function so worker processes can run it."""
-    kind, payload, size = task
-    if kind == "phantom":
-        from ekagen.data.phantom import render_phantom
-
-        study_id, labels, report, seed, views, uncertain = payload
-        return np.stack([render_phantom(study_id, labels, report, size=size, seed=seed,
-                                        view=view, uncertain=uncertain).image for view in views])
-    root, paths = payload
-    return np.stack([load_image(Path(root) / p, size) for p in paths])
-
-
 def _image_tasks(table: pd.DataFrame, cfg: DataConfig, seed: int,
                  raw_reports: list[str]) -> list[tuple]:
     tasks = []
@@ -95,47 +81,13 @@ def _image_tasks(table: pd.DataFrame, cfg: DataConfig, seed: int,
     return tasks
 
 
-def build_image_cache(tasks: list[tuple], workers: int, ids: list[str], files: list[str],
-                      rejections: Rejections) -> tuple[np.ndarray, list[int]]:
-    """Decode or render every study's views; returns the array and the rows that failed."""
-    results: list[np.ndarray | None] = []
-    failed: list[int] = []
+def prepare(cfg: DataConfig, seed: int, workers: int = 1,
+            cache_dir: Path | None = None) -> Prepared:
+    """Load, clean, label, split and cache the studies named by ``cfg``.
 
-    def collect(i: int, outcome: np.ndarray | Exception) -> None:
-        if isinstance(outcome, Exception):
-            rejections.reject(files[i], ids[i], str(outcome), kind=(
-                outcome.kind if isinstance(outcome, ImageError) else "image_error"))
-            failed.append(i)
-            results.append(None)
-        else:
-            results.append(outcome)
-
-    bar = tqdm(total=len(tasks), desc="prepare images", unit="study")
-    if workers > 1 and len(tasks) > 1:
-        with get_context("spawn").Pool(workers) as pool:
-            for i, outcome in enumerate(pool.imap(_safe_render, tasks, chunksize=16)):
-                collect(i, outcome)
-                bar.update()
-    else:
-        for i, task in enumerate(tasks):
-            collect(i, _safe_render(task))
-            bar.update()
-    bar.close()
-    good = [r for r in results if r is not None]
-    if not good:
-        raise ValueError("no study has a usable image")
-    return np.stack(good), failed
-
-
-def _safe_render(task: tuple) -> np.ndarray | Exception:
-    try:
-        return _render_task(task)
-    except ValueError as exc:  # an unreadable image: returned so the parent can name the record
-        return exc
-
-
-def prepare(cfg: DataConfig, seed: int, workers: int = 1) -> Prepared:
-    """Load, clean, label, split and cache the studies named by ``cfg``."""
+    With ``cache_dir`` the image cache is written there incrementally and a killed run
+    resumes from it (:mod:`ekagen.data.image_cache`); without, it is built in memory.
+    """
     from ekagen.labeler import label_reports
 
     rejections = Rejections(allow=cfg.skip_bad_records)
@@ -170,7 +122,7 @@ def prepare(cfg: DataConfig, seed: int, workers: int = 1) -> Prepared:
     })
     tasks = _image_tasks(table, cfg, seed, [s.report for s in studies])
     images, failed = build_image_cache(tasks, workers, table["id"].tolist(),
-                                       [s.file for s in studies], rejections)
+                                       [s.file for s in studies], rejections, cache_dir)
     table = table.drop(index=failed).reset_index(drop=True)
     table = table.rename(columns={f"label_{i}": n for i, n in enumerate(OBSERVATIONS)})
     for split in SPLITS:
@@ -210,10 +162,20 @@ def prepare_metrics(prepared: Prepared, cfg: DataConfig) -> dict:
 
 
 def write_prepared(prepared: Prepared, out_dir: Path) -> None:
+    """Write the prepared folder; a memory-mapped cache is moved in, not copied, and its
+    resume folder removed, since the finished cache now lives in ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     prepared.studies.to_parquet(out_dir / STUDIES_FILE, index=False)
     prepared.vocab.save(out_dir / VOCAB_FILE)
-    np.save(out_dir / IMAGES_FILE, prepared.images, allow_pickle=False)
+    images = prepared.images
+    if isinstance(images, np.memmap) and images.filename is not None:
+        images.flush()
+        source = Path(images.filename)
+        shutil.move(source, out_dir / IMAGES_FILE)  # a rename on the same file system
+        shutil.rmtree(source.parent)
+        prepared.images = np.load(out_dir / IMAGES_FILE, mmap_mode="r")
+    else:
+        np.save(out_dir / IMAGES_FILE, images, allow_pickle=False)
     pd.DataFrame(prepared.rejections.rows, columns=list(REJECTED_COLUMNS)).to_csv(
         out_dir / REJECTED_FILE, index=False)
 

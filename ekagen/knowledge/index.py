@@ -173,6 +173,38 @@ def load_index(path: str | Path, use_gpu: bool | str = False) -> faiss.Index:
     return to_gpu(index) if _want_gpu(use_gpu, kind) else index
 
 
+def recall_at_1(index: faiss.Index, vectors: np.ndarray, queries: np.ndarray,
+                exclude: np.ndarray | None = None, tolerance: float = 1e-5) -> float:
+    """Share of ``queries`` whose top hit in ``index`` is a true nearest row of ``vectors``.
+
+    The truth is an exact float32 inner-product scan (FAISS flat). A hit whose score is
+    within ``tolerance`` of the best counts: duplicate reports tie, and either is right.
+    ``exclude[i]`` (a row, or -1) is left out of query ``i``'s candidates, for
+    leave-one-out queries drawn from the indexed rows themselves.
+    """
+    x, q = _as_matrix(vectors), _as_matrix(queries, "queries")
+    if len(q) == 0 or len(x) == 0:
+        raise ValueError("recall needs at least one query and one indexed vector")
+    if index.ntotal != len(x):
+        raise ValueError(f"the index holds {index.ntotal} vectors, the corpus {len(x)} rows")
+    skip = np.full(len(q), -1, np.int64) if exclude is None else np.asarray(exclude, np.int64)
+    depth = 1 if exclude is None else 2
+    exact = faiss.IndexFlatIP(x.shape[1])
+    exact.add(x)
+    true_scores, true_ids = exact.search(q, depth)
+    found_scores, found_ids = search(index, q, depth)
+
+    def first_kept(scores: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        kept = (ids != skip[:, None]) & (ids >= 0)
+        pick = np.argmax(kept, axis=1)
+        best = scores[np.arange(len(q)), pick]
+        return np.where(kept.any(axis=1), best, -np.inf)
+
+    truth = first_kept(true_scores, true_ids)
+    found = first_kept(found_scores, found_ids)
+    return float(np.mean(found >= truth - tolerance))
+
+
 def search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` best rows for each query: ``(scores float32 (q, k), ids int64 (q, k))``.
 

@@ -25,13 +25,15 @@ import numpy as np
 import pandas as pd
 
 from ekagen.data.vocab import Vocabulary
-from ekagen.knowledge.index import GPU_MAX_K, is_exact, is_gpu_index, search
+from ekagen.knowledge.index import GPU_MAX_K, is_exact, is_gpu_index, recall_at_1, search
 from ekagen.knowledge.pks import centres_matrix
 
 RKS_COLUMNS = ("key", "level", "observation", "sub", "rank", "row", "report_id", "report",
                "token_ids", "distance", "support")
 _TIE_MARGIN = 1e-5  # float32 scores this close to the candidate cut-off are re-checked exactly
 _SCAN_CHUNK = 16384
+RECALL_QUERIES = 1000  # leave-one-out report queries: recall is then known to about +-.006
+RECALL_TARGET = 0.99
 
 
 def _exact_top(
@@ -146,6 +148,28 @@ def build_rks(
         table[column] = table[column].astype(np.int64)
     table["distance"] = table["distance"].astype(np.float64)
     return table
+
+
+def index_recall(index: faiss.Index, embeddings: np.ndarray, pks: pd.DataFrame,
+                 seed: int, sample: int = RECALL_QUERIES) -> dict[str, Any]:
+    """recall@1 of ``index`` against an exact scan, on the queries the pipeline asks it.
+
+    Two query sets: every PKS centre (what RKS searches with) and ``sample`` training
+    reports drawn with ``seed``, each searched for its nearest *other* report. An exact index
+    measures 1.0; an approximate one measures what its parameters cost.
+    """
+    x = np.asarray(embeddings, dtype=np.float32)
+    rows = np.sort(np.random.default_rng(seed).choice(len(x), min(sample, len(x)),
+                                                      replace=False))
+    kind = faiss.downcast_index(index).__class__.__name__
+    metrics: dict[str, Any] = {"index_type": kind, "index_exact": bool(is_exact(index)),
+                               "index_recall_queries/centres": int(len(pks)),
+                               "index_recall_queries/reports": int(len(rows))}
+    if len(pks):
+        metrics["index_recall_at_1/centres"] = recall_at_1(index, x, centres_matrix(pks))
+    if len(x) > 1:
+        metrics["index_recall_at_1/reports"] = recall_at_1(index, x, x[rows], exclude=rows)
+    return metrics
 
 
 def knowledge_metrics(

@@ -89,7 +89,7 @@ def test_duplicate_id_across_openi_files_names_both_files():
 def test_image_cache_rejections_carry_the_image_kind(tmp_path):
     from PIL import Image
 
-    from ekagen.data.prepare import build_image_cache
+    from ekagen.data.image_cache import build_image_cache
 
     Image.fromarray(np.zeros((20, 20), np.uint8)).save(tmp_path / "ok.png")
     (tmp_path / "bad.png").write_bytes(b"not a png")

@@ -94,3 +94,44 @@ def test_gpu_index_matches_cpu_and_saves_as_cpu(tmp_path, corpus, kind) -> None:
     np.testing.assert_array_equal(idx.search(gpu, q, 5)[1], brute_force(x, q, 5))
     idx.save_index(gpu, tmp_path / "gpu.faiss")
     assert not idx.is_gpu_index(idx.load_index(tmp_path / "gpu.faiss"))
+
+
+def clustered(n: int, dim: int = 16, clusters: int = 40, seed: int = 0) -> np.ndarray:
+    """Points around a few centres, like report embeddings: IVF's cells then matter."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((clusters, dim))
+    x = centres[rng.integers(clusters, size=n)] + 0.35 * rng.standard_normal((n, dim))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_recall_is_one_for_exact_indexes_and_drops_when_ivf_probes_one_cell() -> None:
+    x, q = clustered(2000), clustered(300, seed=5)
+    assert idx.recall_at_1(idx.build_index(x, "flat", use_gpu=False), x, q) == 1.0
+    every = idx.build_index(x, "ivf", nlist=64, nprobe=64, use_gpu=False)
+    assert idx.recall_at_1(every, x, q) == 1.0
+    one = idx.build_index(x, "ivf", nlist=64, nprobe=1, use_gpu=False)
+    truth = brute_force(x, q, 1)[:, 0]
+    _, ids = idx.search(one, q, 1)
+    assert idx.recall_at_1(one, x, q) == pytest.approx(np.mean(ids[:, 0] == truth))
+    assert idx.recall_at_1(one, x, q) < 0.95
+
+
+def test_recall_counts_a_tied_duplicate_and_leaves_the_query_row_out() -> None:
+    x = unit_vectors(50, seed=3)
+    x[7] = x[3]  # a duplicate report: either row is a right answer
+    rows = np.array([3, 7, 10])
+    flat = idx.build_index(x, "flat", use_gpu=False)
+    assert idx.recall_at_1(flat, x, x[rows], exclude=rows) == 1.0
+
+    class WrongSecond:  # returns the query row, then the worst row, as a broken index would
+        ntotal, d = len(x), x.shape[1]
+
+        def search(self, q, k):
+            worst = np.argmin(q @ x.T, axis=1)
+            ids = np.stack([rows, worst], axis=1)[:, :k]
+            return np.take_along_axis(q @ x.T, ids, 1).astype(np.float32), ids
+
+    # rows 3 and 7 are each other's truth; the broken index misses all three
+    assert idx.recall_at_1(WrongSecond(), x, x[rows], exclude=rows) == 0.0
+    with pytest.raises(ValueError, match="holds 50 vectors, the corpus 49"):
+        idx.recall_at_1(flat, x[:49], x[:2])

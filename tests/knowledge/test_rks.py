@@ -111,3 +111,19 @@ def test_knowledge_metrics_are_flat_and_json(corpus, tmp_path) -> None:
                                                                            "support"])
     assert 0 <= metrics["mean_distance_pks_rks"] <= 2
     assert all(not isinstance(v, dict) for v in metrics.values())
+
+
+def test_index_recall_measures_centre_and_report_queries(corpus) -> None:
+    from ekagen.knowledge.rks import index_recall
+
+    x, pks, *_ = corpus
+    flat = index_recall(build_index(x, "flat", use_gpu=False), x, pks, seed=0, sample=100)
+    assert flat["index_type"] == "IndexFlatIP" and flat["index_exact"] is True
+    assert flat["index_recall_at_1/centres"] == flat["index_recall_at_1/reports"] == 1.0
+    assert flat["index_recall_queries/centres"] == len(pks)
+    assert flat["index_recall_queries/reports"] == 100
+    coarse = index_recall(build_index(x, "ivf", nlist=40, nprobe=1, use_gpu=False), x, pks,
+                          seed=0, sample=100)
+    assert coarse["index_exact"] is False
+    assert coarse["index_recall_at_1/reports"] < 0.9  # one cell of 40 misses most neighbours
+    json.dumps(coarse)
