@@ -26,6 +26,11 @@ def test_dvc_repro_runs_the_whole_dag_on_the_tiny_profile(tiny_repo):
     assert (root / "metrics/plots/phantom_contact_sheet.png").stat().st_size > 1000
     knowledge = json.loads((root / "metrics/knowledge.json").read_text())
     assert knowledge["reports_embedded"] == 28
+    # the default flat index is exact, and the stage measured it so
+    assert knowledge["index_type"] == "IndexFlatIP" and knowledge["index_exact"] is True
+    assert knowledge["index_recall_at_1/reports"] == 1.0
+    assert knowledge["index_recall_queries/reports"] == 28
+    assert not list((root / "data/cache/prepare").iterdir())  # the finished cache moved out
     r1 = json.loads((root / "metrics/train/r1.json").read_text())
     assert r1["teacher"] == "r0" and r1["epochs"] == 1
     evaluation = json.loads((root / "metrics/eval.json").read_text())

@@ -172,6 +172,17 @@ def index_recall(index: faiss.Index, embeddings: np.ndarray, pks: pd.DataFrame,
     return metrics
 
 
+def exact_agreement(rks: pd.DataFrame, exact: pd.DataFrame) -> float:
+    """Share of keys whose rank-0 report is as near its centre as the exact scan's (a tie
+    between duplicate reports agrees), for RKS run through an approximate index."""
+    found = rks[rks["rank"] == 0].set_index("key")["distance"]
+    truth = exact[exact["rank"] == 0].set_index("key")["distance"]
+    if not len(truth):
+        return 1.0
+    found = found.reindex(truth.index)
+    return float(((found - truth).abs() <= 1e-9).mean())
+
+
 def knowledge_metrics(
     pks: pd.DataFrame,
     rks: pd.DataFrame,

@@ -127,3 +127,14 @@ def test_index_recall_measures_centre_and_report_queries(corpus) -> None:
     assert coarse["index_exact"] is False
     assert coarse["index_recall_at_1/reports"] < 0.9  # one cell of 40 misses most neighbours
     json.dumps(coarse)
+
+
+def test_exact_agreement_counts_keys_whose_report_is_as_near_as_the_exact_one(corpus) -> None:
+    from ekagen.knowledge.rks import exact_agreement
+
+    x, pks, ids, reports, vocab = corpus
+    exact = build_rks(pks, x, ids, reports, vocab, None)
+    assert exact_agreement(exact, exact) == 1.0
+    worse = exact.copy()
+    worse.loc[worse.index[:3], "distance"] += 0.05  # three keys got a farther report
+    assert exact_agreement(worse, exact) == pytest.approx(1 - 3 / len(exact))
