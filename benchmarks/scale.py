@@ -6,11 +6,12 @@ annotation.json, CheXpert CSV, phantom JPGs), then runs the real stages on it in
 stage it records wall time, the peak RSS of the stage's process tree (``wait4``) and the
 megabytes its outputs added on disk.
 
-The model is the tests' tiny profile at ``--image-size`` px and every training stage runs one
-epoch, so what grows with N is data handling (loading, caching, Grad-CAM/ADM over every
-image, knowledge lookup, decoding, baselines, metrics) plus one pass of training, itself
-linear in N. The slope of each stage is the least-squares slope of log seconds on log N:
-1 is linear, above 1.15 is flagged superlinear.
+The model is the tests' tiny profile at ``--image-size`` px and every training stage runs
+one epoch of ``STEPS`` optimiser steps (``max_steps``) whatever N is, so what grows with N is
+data handling: loading, caching, backbone features and Grad-CAM/ADM over every image,
+knowledge lookup, validation and test decoding, the baselines and the metrics. The slope of
+each stage is the least-squares slope of log seconds on log N: 1 is linear, above 1.15 is
+flagged superlinear.
 
     python benchmarks/scale.py [--sizes 3000 10000 30000] [--image-size 64] [--root DIR]
 
@@ -38,12 +39,13 @@ REPO = Path(__file__).resolve().parents[1]
 STAGES = ["prepare", "embed", "pks", "rks", "classifier", "adm", "train r0", "train r1",
           "evaluate"]
 SUPERLINEAR = 1.15
+STEPS = 20  # optimiser steps of each training stage, whatever N is
 #: the tests' tiny model, so that 30k studies fit the 2-core budget; data sizes stay real
 PROFILE = {
     "data": {"source": "r2gen", "dataset": "mimic_cxr", "views": [0], "min_freq": 10},
     "model": {"d_model": 32, "encoder_layers": 1, "decoder_layers": 1, "heads": 4, "ffn": 64},
-    "classifier": {"epochs": 1},
-    "train": {"epochs": 1, "findings_repeat": 1},
+    "classifier": {"epochs": 1, "max_steps": STEPS},
+    "train": {"epochs": 1, "findings_repeat": 1, "max_steps": STEPS},
     "decode": {"max_length": 60},
     "evaluate": {"meteor": False},
     "runtime": {"workers": 2, "adm_gallery_size": 4, "eval_gallery_size": 3},
@@ -85,6 +87,36 @@ def run_stage(command: list[str], cwd: Path, env: dict, log: Path) -> tuple[floa
 
 def slope(n: list[int], values: list[float]) -> float:
     return float(np.polyfit(np.log(n), np.log(np.maximum(values, 1e-3)), 1)[0])
+
+
+def approximate_knowledge(work: Path, env: dict) -> dict:
+    """The rks stage run again on ``work``'s embeddings through an IVF and an HNSW index
+    (built by the embed stage's code with the run's ``embed`` parameters): each one's
+    recall@1 against the exact scan and its agreement with exact RKS."""
+    from ekagen.knowledge.index import build_index, save_index
+    from ekagen.knowledge.store import INDEX_FILE, read_embeddings
+
+    embed = yaml.safe_load((work / "params.yaml").read_text())["embed"]
+    _, vectors = read_embeddings(work / "data/knowledge/embeddings.parquet")
+    out = {}
+    for kind in ("ivf", "hnsw"):
+        folder = work / f"knowledge_{kind}"
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.copytree(work / "data/knowledge", folder)
+        save_index(build_index(vectors, kind, embed["nlist"] or None, embed["nprobe"],
+                               embed["hnsw_m"], embed["ef_search"], use_gpu=False),
+                   folder / INDEX_FILE)
+        metrics = work / f"knowledge_{kind}.json"
+        run_stage([sys.executable, "-m", "stages.rks", "--params", "params.yaml",
+                   "--knowledge", str(folder), "--metrics", str(metrics),
+                   "--plot", str(work / f"knowledge_{kind}.png")], work, env,
+                  work / f"rks_{kind}.log")
+        found = json.loads(metrics.read_text())
+        out[kind] = {"nprobe" if kind == "ivf" else "ef_search":
+                     embed["nprobe" if kind == "ivf" else "ef_search"],
+                     **{k: v for k, v in found.items()
+                        if k.startswith("index_") or k == "rks_exact_agreement"}}
+    return out
 
 
 def combined(old: dict, new: dict) -> dict:
@@ -186,6 +218,9 @@ def main() -> None:
             print(f"N={n} {name}: {seconds:.1f} s, {rss:.0f} MB", file=sys.stderr, flush=True)
     if args.replace:
         result = combined(json.loads(Path(args.replace).read_text()), result)
+    else:
+        result["approximate_knowledge"] = {"n": sizes[-1], **approximate_knowledge(
+            root / f"n{sizes[-1]}", env)}
     for row in result["stages"].values():
         row["slope"] = round(slope(row["n"], row["seconds"]), 3)
         row["rss_slope"] = round(slope(row["n"], row["peak_rss_mb"]), 3)

@@ -279,6 +279,7 @@ class ClassifierConfig:
     augment: bool
     threshold: str  # youden | f1 | fixed:<value>
     patience: int
+    max_steps: int  # optimiser steps per epoch at most; 0 = every batch
     amp: bool  # bf16 autocast on a GPU with bf16
     amp_cpu: bool  # also on a CPU with native bf16; false: CPUs train in fp32
 
@@ -286,6 +287,7 @@ class ClassifierConfig:
         _require(self.epochs >= 1 and self.batch_size >= 1, "epochs and batch_size must be >= 1")
         _require(self.lr > 0 and self.weight_decay >= 0 and self.grad_clip >= 0
                  and self.patience >= 0, "lr must be > 0; weight_decay, grad_clip, patience >= 0")
+        _require(self.max_steps >= 0, f"max_steps must be >= 0, got {self.max_steps}")
         self.schedule  # noqa: B018 - parses, raising on a bad spelling
         self.momentum  # noqa: B018
         method, _, value = self.threshold.partition(":")
@@ -393,6 +395,7 @@ class TrainConfig:
     amp_cpu: bool  # also on a CPU with native bf16; false: CPUs train in fp32
     ema_decay: float  # 0 = off; > 0: validate, select and export the moving average of the weights
     patience: int
+    max_steps: int  # optimiser steps per epoch at most; 0 = every batch
     select_metric: Literal["ce_bleu4", "ce_micro_f1", "bleu4"]
     knowledge_gt_fraction: float
     findings_repeat: int
@@ -408,8 +411,9 @@ class TrainConfig:
         _require(0 <= self.knowledge_gt_fraction <= 1,
                  f"knowledge_gt_fraction must be in [0, 1], got {self.knowledge_gt_fraction}")
         _require(0 <= self.ema_decay < 1, f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        _require(self.findings_repeat >= 1 and self.length_pool >= 0 and self.patience >= 0,
-                 "findings_repeat must be >= 1; length_pool and patience >= 0")
+        _require(self.findings_repeat >= 1 and self.length_pool >= 0 and self.patience >= 0
+                 and self.max_steps >= 0,
+                 "findings_repeat must be >= 1; length_pool, patience and max_steps >= 0")
 
     @property
     def schedule(self) -> Schedule:

@@ -141,7 +141,8 @@ def train_classifier(cfg: ClassifierConfig, runtime: RuntimeConfig, table: pd.Da
 
     engine = EngineConfig(
         epochs=cfg.epochs, batch_size=cfg.batch_size, monitor=MONITOR, mode="max",
-        patience=cfg.patience, grad_clip=cfg.grad_clip, device=runtime.device, amp=cfg.amp,
+        patience=cfg.patience, max_steps=cfg.max_steps, grad_clip=cfg.grad_clip,
+        device=runtime.device, amp=cfg.amp,
         amp_cpu=cfg.amp_cpu, seed=seed, num_workers=runtime.loader_workers,
         checkpoint_dir=checkpoint_dir, fingerprint=fingerprint_, progress=progress,
         desc="classifier")

@@ -194,6 +194,7 @@ def train_round(model: EKAGenerator, data: dict[str, ReportStudies], val_referen
     engine_cfg = EngineConfig(
         scheduler_interval=interval, epochs=cfg.epochs, batch_size=cfg.batch_size,
         monitor=f"val_{cfg.select_metric}", mode="max", patience=cfg.patience,
+        max_steps=cfg.max_steps,
         later_ties=True,  # CE of greedy templates plateaus; a tie keeps the more trained model
         grad_clip=cfg.grad_clip, device=runtime.device, amp=cfg.amp, amp_cpu=cfg.amp_cpu,
         ema_decay=cfg.ema_decay, seed=seed,

@@ -102,6 +102,8 @@ class EngineConfig:
     monitor: str = "train_loss"  # a key of the epoch record (train_loss or from evaluate)
     mode: str = "min"  # min | max: which direction of ``monitor`` is better
     patience: int = 0  # stop after this many epochs without improvement; 0 = never
+    max_steps: int = 0  # optimiser steps per epoch at most (the rest of the epoch's batches
+    # are not drawn); 0 = every batch
     later_ties: bool = False  # a tie with the best goes to the later (more trained) epoch
     grad_clip: float = 0.0  # max gradient norm; 0 = off
     device: str = "auto"  # auto | cpu | cuda | cuda:<i>
@@ -286,6 +288,8 @@ class Trainer:
             pin_memory=self.device.type == "cuda", worker_init_fn=_seed_worker,
             generator=self.loader_generator)
         self.steps_per_epoch = len(self.loader)
+        if config.max_steps > 0:
+            self.steps_per_epoch = min(self.steps_per_epoch, config.max_steps)
         if self.steps_per_epoch == 0:
             raise ValueError(f"no training batch: {len(train_data)} samples, global batch "
                              f"{config.batch_size}, drop_last={config.drop_last}")
@@ -439,6 +443,8 @@ class Trainer:
                 sums[name] = sums.get(name, 0.0) + value
             steps += 1
             bar.set_postfix(loss=f"{sums['loss'] / steps:.4f}")
+            if steps == self.steps_per_epoch:
+                break
         bar.close()
         if self.scheduler is not None and cfg.scheduler_interval == "epoch":
             self.scheduler.step()

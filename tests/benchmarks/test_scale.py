@@ -39,6 +39,11 @@ def test_scale_runs_every_stage_at_each_size(tmp_path):
     for row in result["stages"].values():
         assert row["n"] == [120, 240] and len(row["seconds"]) == 2
         assert all(s > 0 for s in row["seconds"]) and all(m > 50 for m in row["peak_rss_mb"])
+    knowledge = result["approximate_knowledge"]
+    assert knowledge["n"] == 240
+    assert knowledge["ivf"]["index_type"] == "IndexIVFFlat"
+    assert knowledge["hnsw"]["index_type"] == "IndexHNSWFlat"
+    assert not knowledge["ivf"]["index_exact"] and "rks_exact_agreement" in knowledge["hnsw"]
     # what prepare wrote includes at least its image cache, one 32 x 32 view per study
     for n, written in zip([120, 240], result["stages"]["prepare"]["disk_mb"], strict=True):
         assert written >= n * 32 * 32 / 2**20

@@ -239,3 +239,25 @@ def test_two_process_ddp_matches_single_process(tmp_path):
     for a, b in zip(_params(single.model), ddp["weights"], strict=True):
         torch.testing.assert_close(a, torch.tensor(b), rtol=1e-4, atol=1e-5)
     assert (tmp_path / "ckpt" / "last.pt").is_file()
+
+
+def test_max_steps_caps_the_optimiser_steps_of_every_epoch_and_the_schedule():
+    calls: list[int] = []
+
+    def counting_step(model, batch):
+        calls.append(len(batch["x"]))
+        return mse_step(model, batch)
+
+    seen = {}
+
+    def per_batch(optimizer, steps_per_epoch):
+        seen["steps_per_epoch"] = steps_per_epoch
+        return torch.optim.lr_scheduler.StepLR(optimizer, 1000)
+
+    # 32 samples in batches of 8: 4 batches an epoch, capped at 3
+    fit(toy_model(), ToyData(), counting_step, sgd, _config(None, epochs=2, max_steps=3),
+        scheduler=per_batch)
+    assert calls == [8] * 6 and seen["steps_per_epoch"] == 3
+    calls.clear()
+    fit(toy_model(), ToyData(), counting_step, sgd, _config(None, epochs=2, max_steps=0))
+    assert calls == [8] * 8
