@@ -31,7 +31,7 @@ import torch
 import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.train import batch_for
+from benchmarks.train import batch_for, matmul_rate, synchronize
 from ekagen.config import (
     AdmConfig,
     ClassifierConfig,
@@ -44,24 +44,6 @@ from ekagen.presets import apply_preset, load_preset
 from ekagen.training.engine import bf16_supported
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def matmul_tflops(device: torch.device, dtype: torch.dtype, n: int, repeats: int = 10) -> float:
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    for _ in range(3):
-        a @ b
-    synchronize(device)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    synchronize(device)
-    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e12
 
 
 def timed(step: Callable[[], float], device: torch.device, steps: int) -> tuple[float, float]:
@@ -203,7 +185,7 @@ def main(argv: list[str] | None = None) -> dict:
                                 rank=rank, world_size=world)
     n = args.matmul_size or (8192 if device.type == "cuda" else 1024)
     modes = [True, False] if bf16_supported(device) else [False]
-    rates = {amp: matmul_tflops(device, torch.bfloat16 if amp else torch.float32, n)
+    rates = {amp: matmul_rate(n, 10, device, torch.bfloat16 if amp else torch.float32) / 1e3
              for amp in modes}
     result: dict = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda"

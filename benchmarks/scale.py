@@ -93,18 +93,18 @@ def approximate_knowledge(work: Path, env: dict) -> dict:
     """The rks stage run again on ``work``'s embeddings through an IVF and an HNSW index
     (built by the embed stage's code with the run's ``embed`` parameters): each one's
     recall@1 against the exact scan and its agreement with exact RKS."""
-    from ekagen.knowledge.index import build_index, save_index
+    from ekagen.config import EmbedConfig, replace, section
+    from ekagen.knowledge.index import build_configured_index, save_index
     from ekagen.knowledge.store import INDEX_FILE, read_embeddings
 
-    embed = yaml.safe_load((work / "params.yaml").read_text())["embed"]
+    embed = section(yaml.safe_load((work / "params.yaml").read_text()), "embed", EmbedConfig)
     _, vectors = read_embeddings(work / "data/knowledge/embeddings.parquet")
     out = {}
     for kind in ("ivf", "hnsw"):
         folder = work / f"knowledge_{kind}"
         shutil.rmtree(folder, ignore_errors=True)
         shutil.copytree(work / "data/knowledge", folder)
-        save_index(build_index(vectors, kind, embed["nlist"] or None, embed["nprobe"],
-                               embed["hnsw_m"], embed["ef_search"], use_gpu=False),
+        save_index(build_configured_index(vectors, replace(embed, index=kind), use_gpu=False),
                    folder / INDEX_FILE)
         metrics = work / f"knowledge_{kind}.json"
         run_stage([sys.executable, "-m", "stages.rks", "--params", "params.yaml",
@@ -112,8 +112,8 @@ def approximate_knowledge(work: Path, env: dict) -> dict:
                    "--plot", str(work / f"knowledge_{kind}.png")], work, env,
                   work / f"rks_{kind}.log")
         found = json.loads(metrics.read_text())
-        out[kind] = {"nprobe" if kind == "ivf" else "ef_search":
-                     embed["nprobe" if kind == "ivf" else "ef_search"],
+        setting = "nprobe" if kind == "ivf" else "ef_search"
+        out[kind] = {setting: getattr(embed, setting),
                      **{k: v for k, v in found.items()
                         if k.startswith("index_") or k == "rks_exact_agreement"}}
     return out

@@ -23,14 +23,25 @@ from ekagen.generation.train import GenerationStep
 from ekagen.models.generator import build_generator
 
 
-def matmul_rate(n: int = 1024, repeats: int = 20) -> float:
-    """Measured fp32 GFLOP/s of square matmuls (the best this CPU does on dense work)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_rate(n: int = 1024, repeats: int = 20, device: torch.device | None = None,
+                dtype: torch.dtype = torch.float32) -> float:
+    """Measured GFLOP/s of square ``dtype`` matmuls on ``device`` (default: this CPU, fp32),
+    the best the device does on dense work."""
+    device = device or torch.device("cpu")
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
     for _ in range(3):
         a @ b
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(repeats):
         a @ b
+    synchronize(device)
     return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
 
 

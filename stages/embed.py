@@ -9,7 +9,7 @@ from pathlib import Path
 from ekagen.config import EmbedConfig, as_flat_dict
 from ekagen.data.artifacts import dump_json, load_studies_table
 from ekagen.knowledge.embedding import embed_texts, resolve_device
-from ekagen.knowledge.index import build_index, save_index
+from ekagen.knowledge.index import build_configured_index, save_index
 from ekagen.knowledge.store import EMBEDDINGS_FILE, INDEX_FILE, write_embeddings
 from ekagen.tracking import log_metrics_flat, stage_run
 from stages.common import parse, stage_parser
@@ -34,8 +34,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                               resolve_device(runtime.device))
         embed_seconds = time.perf_counter() - start
         start = time.perf_counter()
-        index = build_index(vectors, cfg.index, cfg.nlist or None, cfg.nprobe, cfg.hnsw_m,
-                            cfg.ef_search, runtime.faiss_gpu, seed=params.seed)
+        index = build_configured_index(vectors, cfg, runtime.faiss_gpu, seed=params.seed)
         index_seconds = time.perf_counter() - start
         write_embeddings(out / EMBEDDINGS_FILE, train, vectors)
         save_index(index, out / INDEX_FILE)

@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import faiss
 import numpy as np
+
+if TYPE_CHECKING:
+    from ekagen.config import EmbedConfig
 
 IndexKind = Literal["flat", "ivf", "hnsw"]
 GPU_MAX_K = 2048
@@ -112,6 +115,14 @@ def build_index(
     return index
 
 
+def build_configured_index(vectors: np.ndarray, cfg: EmbedConfig, use_gpu: bool | str = "auto",
+                           seed: int = 42) -> faiss.Index:
+    """:func:`build_index` with the ``embed`` section's kind and settings (``nlist: 0`` = the
+    default list count), as the embed stage builds it."""
+    return build_index(vectors, cfg.index, cfg.nlist or None, cfg.nprobe, cfg.hnsw_m,
+                       cfg.ef_search, use_gpu, seed=seed)
+
+
 def to_gpu(index: faiss.Index, device: int = 0) -> faiss.Index:
     """Copy a CPU index to GPU ``device``; the GPU resources stay attached to the result."""
     if not gpu_available():
@@ -174,13 +185,15 @@ def load_index(path: str | Path, use_gpu: bool | str = False) -> faiss.Index:
 
 
 def recall_at_1(index: faiss.Index, vectors: np.ndarray, queries: np.ndarray,
-                exclude: np.ndarray | None = None, tolerance: float = 1e-5) -> float:
+                exclude: np.ndarray | None = None, tolerance: float = 1e-5,
+                exact: faiss.Index | None = None) -> float:
     """Share of ``queries`` whose top hit in ``index`` is a true nearest row of ``vectors``.
 
     The truth is an exact float32 inner-product scan (FAISS flat). A hit whose score is
     within ``tolerance`` of the best counts: duplicate reports tie, and either is right.
     ``exclude[i]`` (a row, or -1) is left out of query ``i``'s candidates, for
-    leave-one-out queries drawn from the indexed rows themselves.
+    leave-one-out queries drawn from the indexed rows themselves. ``exact``, a flat index over
+    ``vectors``, saves building one when several query sets are measured.
     """
     x, q = _as_matrix(vectors), _as_matrix(queries, "queries")
     if len(q) == 0 or len(x) == 0:
@@ -189,8 +202,8 @@ def recall_at_1(index: faiss.Index, vectors: np.ndarray, queries: np.ndarray,
         raise ValueError(f"the index holds {index.ntotal} vectors, the corpus {len(x)} rows")
     skip = np.full(len(q), -1, np.int64) if exclude is None else np.asarray(exclude, np.int64)
     depth = 1 if exclude is None else 2
-    exact = faiss.IndexFlatIP(x.shape[1])
-    exact.add(x)
+    if exact is None:
+        exact = build_index(x, "flat", use_gpu=False)
     true_scores, true_ids = exact.search(q, depth)
     found_scores, found_ids = search(index, q, depth)
 

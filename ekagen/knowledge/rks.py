@@ -25,7 +25,14 @@ import numpy as np
 import pandas as pd
 
 from ekagen.data.vocab import Vocabulary
-from ekagen.knowledge.index import GPU_MAX_K, is_exact, is_gpu_index, recall_at_1, search
+from ekagen.knowledge.index import (
+    GPU_MAX_K,
+    build_index,
+    is_exact,
+    is_gpu_index,
+    recall_at_1,
+    search,
+)
 from ekagen.knowledge.pks import centres_matrix
 
 RKS_COLUMNS = ("key", "level", "observation", "sub", "rank", "row", "report_id", "report",
@@ -165,10 +172,13 @@ def index_recall(index: faiss.Index, embeddings: np.ndarray, pks: pd.DataFrame,
     metrics: dict[str, Any] = {"index_type": kind, "index_exact": bool(is_exact(index)),
                                "index_recall_queries/centres": int(len(pks)),
                                "index_recall_queries/reports": int(len(rows))}
+    exact = build_index(x, "flat", use_gpu=False)
     if len(pks):
-        metrics["index_recall_at_1/centres"] = recall_at_1(index, x, centres_matrix(pks))
+        metrics["index_recall_at_1/centres"] = recall_at_1(index, x, centres_matrix(pks),
+                                                           exact=exact)
     if len(x) > 1:
-        metrics["index_recall_at_1/reports"] = recall_at_1(index, x, x[rows], exclude=rows)
+        metrics["index_recall_at_1/reports"] = recall_at_1(index, x, x[rows], exclude=rows,
+                                                           exact=exact)
     return metrics
 
 
