@@ -1,0 +1,52 @@
+"""benchmarks/knowledge_fidelity.py on the tiny pipeline's trained rounds."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import yaml
+
+from tests.conftest import REPO
+
+
+def test_fidelity_scores_knowledge_against_itself_and_longer_reports_with_a_higher_eos_bar(
+        tiny_dag, tmp_path):
+    root, env = tiny_dag
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    run = tmp_path / "pipeline" / f"seed{params['seed']}"
+    run.mkdir(parents=True)
+    (run / "gid").symlink_to(root / "data" / "gid")
+    (run / "params.yaml").write_text((root / "params.yaml").read_text())
+    out = tmp_path / "fidelity.json"
+    done = subprocess.run(
+        [sys.executable, "benchmarks/knowledge_fidelity.py", "--runs",
+         f"pipeline={tmp_path / 'pipeline'}", "--seeds", str(params["seed"]), "--rounds", "r0",
+         "r1", "--eos", "0", "0.5", "0.9", "--rules", "likelihood", "threshold",
+         "--train-studies", "6", "--data", str(root / "data"), "--params",
+         str(root / "params.yaml"), "--json", str(out)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert set(result["knowledge_text"]) == {"val", "val:threshold", "train"}
+    for split in ("val", "val:threshold", "train"):  # knowledge read against its own labels
+        assert result["knowledge_text"][split]["fidelity_micro_f1"] == 1.0
+    decodes = result["decodes"]
+    assert [(d["round"], d["eos"]) for d in decodes] == [
+        (r, e) for r in ("r0", "r1") for e in (0.0, 0.5, 0.9)]
+    assert all(set(d) == {"run", "seed", "round", "eos", "val", "val:threshold",
+                                "train"} for d in decodes)
+    for round_key in ("r0", "r1"):  # a higher bar for ending never ends a report sooner
+        lengths = [d["val"]["mean_length"] for d in decodes if d["round"] == round_key]
+        assert lengths == sorted(lengths)
+    assert set(result["over_seeds"]) == {f"pipeline {r} eos={e}" for r in ("r0", "r1")
+                                         for e in (0.0, 0.5, 0.9)}
+
+
+def test_fidelity_refuses_a_folder_without_trained_rounds(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "benchmarks/knowledge_fidelity.py", "--runs", f"x={tmp_path}",
+         "--seeds", "1"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert "no trained round" in done.stderr
