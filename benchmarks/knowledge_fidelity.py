@@ -13,8 +13,10 @@ real inference path (:class:`~ekagen.inference.ReportWriter`), for every ``--eos
 * the validation split with the knowledge the diagnosis selects (as at test time), under
   each ``--rules`` value of ``iek.rule`` (``val``; ``val:<rule>`` for the later ones): CE
   micro/macro-F1 and BLEU-4 against the references, mean length, distinct reports, and the
-  *fidelity*, the CE micro-F1 of the generated reports' labels against those of the
-  knowledge text the decoder read;
+  *fidelity*: the CE micro- and macro-F1 of the generated reports' labels against those of
+  the knowledge text the decoder read, and the share of the knowledge's findings (No
+  Finding aside) that the report names too (``finding_recall``) and of the report's
+  findings that the knowledge named (``finding_precision``);
 * ``--train-studies`` training studies (seeded sample) with the knowledge of their true
   labels, as the decoder saw them in training: the train-split faithfulness check. A decoder
   that does not follow its knowledge here has not learnt to, whatever the diagnosis does.
@@ -39,7 +41,7 @@ from ekagen.attention.adm import load_masks, load_study_diagnosis
 from ekagen.config import IEK_RULES, AdmConfig, DecodeConfig, IekConfig, from_dict
 from ekagen.data.artifacts import load_images, load_studies_table
 from ekagen.data.vocab import Vocabulary
-from ekagen.evaluation.ce import ce_scores, label_values
+from ekagen.evaluation.ce import ce_scores, label_values, positive_mask
 from ekagen.evaluation.nlg import bleu4
 from ekagen.generation.checkpoint import load_generator
 from ekagen.generation.data import (
@@ -107,13 +109,23 @@ def load_splits(data: Path, params: dict, train_studies: int, seed: int,
 
 
 def score(generated: list[str], split: Split) -> dict:
+    """Against the references (CE, BLEU-4) and against the knowledge read (fidelity): which
+    of the knowledge text's findings, No Finding aside, the report also names (recall) and
+    how many of the report's findings the knowledge named (precision)."""
     labels = label_values(generated)
     ce = ce_scores(labels, split.reference_labels)
     fidelity = ce_scores(labels, split.knowledge_labels)
+    findings = [i for i, name in enumerate(OBSERVATIONS) if name != "No Finding"]
+    said = positive_mask(labels)[:, findings]
+    known = positive_mask(split.knowledge_labels)[:, findings]
+    both = int((said & known).sum())
     return {"ce_micro_f1": ce["ce14_micro_f1"], "ce_macro_f1": ce["ce14_macro_f1"],
             "bleu4": round(bleu4(generated, split.references), 6),
             "mean_length": round(float(np.mean([len(g.split()) for g in generated])), 2),
-            "distinct": len(set(generated)), "fidelity_micro_f1": fidelity["ce14_micro_f1"]}
+            "distinct": len(set(generated)), "fidelity_micro_f1": fidelity["ce14_micro_f1"],
+            "fidelity_macro_f1": fidelity["ce14_macro_f1"],
+            "finding_recall": round(both / max(int(known.sum()), 1), 6),
+            "finding_precision": round(both / max(int(said.sum()), 1), 6)}
 
 
 def summarise(values: list[float]) -> dict:

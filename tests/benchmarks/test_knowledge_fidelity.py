@@ -6,9 +6,33 @@ import json
 import subprocess
 import sys
 
+import pytest
 import yaml
 
+from benchmarks.knowledge_fidelity import Split, score
 from tests.conftest import REPO
+
+KNOWLEDGE = ["the heart is enlarged . there is a small right pleural effusion .",
+             "the lungs are clear . no pneumothorax .",
+             "there is a left lower lobe consolidation ."]
+
+
+def _split() -> Split:
+    references = ["the heart is enlarged . no effusion .", "the lungs are clear .",
+                  "left lower lobe consolidation ."]
+    return Split(None, references, KNOWLEDGE)  # type: ignore[arg-type]
+
+
+def test_a_report_that_drops_a_finding_of_its_knowledge_loses_fidelity_recall_only():
+    same = score(KNOWLEDGE, _split())
+    assert same["finding_recall"] == same["finding_precision"] == 1.0
+    dropped = ["the heart is enlarged .", KNOWLEDGE[1], KNOWLEDGE[2]]
+    scores = score(dropped, _split())
+    assert scores["finding_recall"] == pytest.approx(2 / 3, abs=1e-6)  # effusion dropped
+    assert scores["finding_precision"] == 1.0
+    assert scores["fidelity_micro_f1"] < same["fidelity_micro_f1"]
+    invented = [KNOWLEDGE[0], "there is a right pneumothorax .", KNOWLEDGE[2]]
+    assert score(invented, _split())["finding_precision"] == 0.75
 
 
 def test_fidelity_scores_knowledge_against_itself_and_longer_reports_with_a_higher_eos_bar(
@@ -31,7 +55,9 @@ def test_fidelity_scores_knowledge_against_itself_and_longer_reports_with_a_high
     result = json.loads(out.read_text())
     assert set(result["knowledge_text"]) == {"val", "val:threshold", "train"}
     for split in ("val", "val:threshold", "train"):  # knowledge read against its own labels
-        assert result["knowledge_text"][split]["fidelity_micro_f1"] == 1.0
+        text = result["knowledge_text"][split]
+        assert text["fidelity_micro_f1"] == 1.0
+        assert text["finding_recall"] == text["finding_precision"]
     decodes = result["decodes"]
     assert [(d["round"], d["eos"]) for d in decodes] == [
         (r, e) for r in ("r0", "r1") for e in (0.0, 0.5, 0.9)]
