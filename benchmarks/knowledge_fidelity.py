@@ -34,7 +34,6 @@ import statistics
 from pathlib import Path
 
 import numpy as np
-import torch
 import yaml
 
 from ekagen.attention.adm import load_masks, load_study_diagnosis
@@ -86,8 +85,9 @@ def load_splits(data: Path, params: dict, train_studies: int, seed: int,
     references = studies["report"].tolist()
 
     def split(rows: np.ndarray, labels: np.ndarray) -> Split:
-        knowledge = np.zeros((len(studies), kb.lookup(labels[:1]).shape[1]), dtype=np.int64)
-        knowledge[rows] = kb.lookup(labels)
+        looked_up = kb.lookup(labels)
+        knowledge = np.zeros((len(studies), looked_up.shape[1]), dtype=np.int64)
+        knowledge[rows] = looked_up
         matches = kb.lookup_details(labels)
         return Split(ReportStudies(images, packed, rows, tokens, knowledge),
                      [references[r] for r in rows],
@@ -188,9 +188,7 @@ def main(argv: list[str] | None = None) -> dict:
                                           batch_size=args.batch_size)
                     record = {"run": name, "seed": seed, "round": round_key, "eos": eos}
                     for split_name, split in splits.items():
-                        with torch.no_grad():
-                            generated = writer.write_dataset(split.dataset)
-                        record[split_name] = score(generated, split)
+                        record[split_name] = score(writer.write_dataset(split.dataset), split)
                     result["decodes"].append(record)
                     print(json.dumps(record), flush=True)
     summary = {}
