@@ -388,6 +388,7 @@ class TrainConfig:
     lr: float
     backbone_lr: float  # 0 freezes the CNN
     weight_decay: float
+    adam_beta2: float  # AdamW's second-moment decay: its memory is about 1 / (1 - beta2) steps
     scheduler: str  # constant | cosine (per batch, to 0 over the round) | step:<epochs>:<f>
     grad_clip: float
     label_smoothing: float
@@ -411,6 +412,7 @@ class TrainConfig:
         _require(0 <= self.knowledge_gt_fraction <= 1,
                  f"knowledge_gt_fraction must be in [0, 1], got {self.knowledge_gt_fraction}")
         _require(0 <= self.ema_decay < 1, f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        _require(0 < self.adam_beta2 < 1, f"adam_beta2 must be in (0, 1), got {self.adam_beta2}")
         _require(self.findings_repeat >= 1 and self.length_pool >= 0 and self.patience >= 0
                  and self.max_steps >= 0,
                  "findings_repeat must be >= 1; length_pool, patience and max_steps >= 0")

@@ -44,8 +44,9 @@ from stages.common import parse, stage_parser
 
 PARAMS = ("seed", "model", "train", "iek", "adm", "decode", "gid.delta", "gid.temperature",
           "gid.swap_views", "gid.student_init", "gid.rounds.${key}")
-CURVE_COLUMNS = ["epoch", "train_loss", "val_bleu4", "val_ce_micro_f1", "val_ce_bleu4",
-                 "val_mean_length", "lr"]
+CURVE_COLUMNS = ["epoch", "train_loss", "val_bleu4", "val_ce_micro_f1", "val_ce_macro_f1",
+                 "val_ce_bleu4", "val_mean_length", "val_distinct_reports",
+                 "val_top_report_share", "val_repeat_share", "lr"]
 
 
 def write_curve(history: list[dict], path: Path) -> None:

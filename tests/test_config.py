@@ -82,6 +82,7 @@ def test_whole_file_from_yaml_text_with_bool_toggle(tmp_path):
     ("train", "scheduler", "step:0:0.1", "epochs must be >= 1"),
     ("train", "knowledge_gt_fraction", 1.5, "knowledge_gt_fraction must be in"),
     ("train", "ema_decay", 1.0, "ema_decay must be in"),
+    ("train", "adam_beta2", 1.0, "adam_beta2 must be in"),
     ("train", "findings_repeat", 0, "findings_repeat must be >= 1"),
     ("train", "select_metric", "rouge", "select_metric: expected one of"),
     ("classifier", "optimizer", "sgd", "optimizer must be adamw or sgd:<momentum"),
@@ -106,7 +107,8 @@ def test_each_section_validates_its_rules(section_name, key, value, message):
 
 def test_schedules_and_optimizers_parse():
     assert Schedule.parse("step:20:0.1") == Schedule("step", 20, 0.1)
-    assert config("train").schedule.kind == "constant"
+    assert config("train").schedule.kind == "cosine"
+    assert config("train", scheduler="constant").schedule == Schedule("constant")
     assert config("classifier").momentum is None
     assert config("classifier", optimizer="sgd:0.9").momentum == 0.9
 

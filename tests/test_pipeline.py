@@ -78,8 +78,10 @@ def test_dvc_repro_runs_the_whole_dag_on_the_tiny_profile(tiny_repo):
                                                           abs=1e-6)
     assert "<table>" in (root / "metrics/gallery.html").read_text()
     assert (root / "data/eval/model/classifier/thresholds.json").is_file()
-    # iek.rule=likelihood always lands on a combination the knowledge base holds
-    assert set(generations["knowledge_rule"]) == {"exact"}
+    # iek.rule=threshold (the default) with max_hamming -1: the diagnosed combination when the
+    # knowledge base holds it, else its nearest known one, never a join or an empty knowledge
+    assert tiny_params()["iek"] == {"max_hamming": -1, "rule": "threshold"}
+    assert set(generations["knowledge_rule"]) <= {"exact", "nearest"}
     exported = json.loads((root / "data/eval/model/model.json").read_text())
     params = tiny_params()
     assert exported["iek"] == params["iek"] and exported["adm"] == params["adm"]

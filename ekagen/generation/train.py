@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any
@@ -79,10 +80,27 @@ def validation_evaluator(writer: ReportWriter, dataset: ReportStudies,
         ce = ce_scores(label_values(generated), reference_labels)
         bleu = round(bleu4(generated, references), 6)
         return {"val_bleu4": bleu, "val_ce_micro_f1": ce["ce14_micro_f1"],
+                "val_ce_macro_f1": ce["ce14_macro_f1"],
                 "val_ce_bleu4": round(ce["ce14_micro_f1"] + bleu, 6),
-                "val_mean_length": float(np.mean([len(g.split()) for g in generated]))}
+                "val_mean_length": float(np.mean([len(g.split()) for g in generated])),
+                **template_statistics(generated)}
 
     return evaluate
+
+
+def template_statistics(reports: Sequence[str]) -> dict[str, float]:
+    """How template-like a split's decodes are, to tell what moves the mean length between
+    epochs: distinct reports, the share of the commonest one, and the share of reports that
+    say one sentence twice (a greedy loop rather than another finding)."""
+    counts = Counter(reports)
+    repeats = 0
+    for report in reports:
+        sentences = [s.strip() for s in report.split(" .") if s.strip()]
+        repeats += len(set(sentences)) < len(sentences)
+    n = max(len(reports), 1)
+    return {"val_distinct_reports": float(len(counts)),
+            "val_top_report_share": round(max(counts.values(), default=0) / n, 6),
+            "val_repeat_share": round(repeats / n, 6)}
 
 
 def can_cache_features(model: EKAGenerator, cfg: TrainConfig, teacher: EKAGenerator | None,
@@ -150,7 +168,8 @@ def optimizer_factory(cfg: TrainConfig) -> Callable[[nn.Module], torch.optim.Opt
         else:
             for p in backbone:
                 p.requires_grad_(False)
-        return torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(groups, weight_decay=cfg.weight_decay,
+                                 betas=(0.9, cfg.adam_beta2))
 
     return make
 

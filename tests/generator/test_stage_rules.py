@@ -106,3 +106,27 @@ def test_copy_model_round_trips_through_its_folder(tmp_path):
     knowledge = torch.tensor([[1, 4, 5, 6, 2]])
     with torch.no_grad():
         assert torch.allclose(model(images, tokens, knowledge), loaded(images, tokens, knowledge))
+
+
+def test_template_statistics_tell_a_greedy_loop_from_another_finding():
+    from ekagen.generation.train import template_statistics
+
+    normal = "the heart is normal . the lungs are clear ."
+    looped = "the heart is normal . the lungs are clear . the lungs are clear ."
+    finding = "the heart is normal . there is a small left effusion ."
+    stats = template_statistics([normal, normal, normal, looped, finding, finding])
+    assert stats == {"val_distinct_reports": 3.0, "val_top_report_share": 0.5,
+                     "val_repeat_share": pytest.approx(1 / 6, abs=1e-6)}
+    assert template_statistics([])["val_distinct_reports"] == 0.0
+
+
+def test_adamw_takes_the_configured_second_moment_decay():
+    from torch import nn
+
+    from ekagen.generation.train import optimizer_factory
+
+    net = nn.Module()
+    net.backbone, net.head = nn.Linear(2, 2), nn.Linear(2, 2)
+    optimizer = optimizer_factory(config("train", adam_beta2=0.98, backbone_lr=0.0))(net)
+    assert [g["betas"] for g in optimizer.param_groups] == [(0.9, 0.98)]
+    assert not net.backbone.weight.requires_grad  # backbone_lr 0 still freezes the CNN
