@@ -108,6 +108,16 @@ def load_splits(data: Path, params: dict, train_studies: int, seed: int,
     return out, vocab, kb
 
 
+def brevity_penalty(generated: list[str], references: list[str]) -> float:
+    """BLEU's brevity penalty on the whole split (one reference per study, words as the
+    cleaned text spells them): exp(1 - r / c) when the c generated words fall short of the r
+    reference words, else 1. BLEU-4 is this times the geometric mean of the n-gram
+    precisions, so dividing by it tells short reports from wrong ones."""
+    c = sum(len(g.split()) for g in generated)
+    r = sum(len(ref.split()) for ref in references)
+    return 1.0 if c >= r else (float(np.exp(1 - r / c)) if c else 0.0)
+
+
 def score(generated: list[str], split: Split) -> dict:
     """Against the references (CE, BLEU-4) and against the knowledge read (fidelity): which
     of the knowledge text's findings, No Finding aside, the report also names (recall) and
@@ -119,8 +129,11 @@ def score(generated: list[str], split: Split) -> dict:
     said = positive_mask(labels)[:, findings]
     known = positive_mask(split.knowledge_labels)[:, findings]
     both = int((said & known).sum())
+    bleu, penalty = bleu4(generated, split.references), brevity_penalty(generated,
+                                                                           split.references)
     return {"ce_micro_f1": ce["ce14_micro_f1"], "ce_macro_f1": ce["ce14_macro_f1"],
-            "bleu4": round(bleu4(generated, split.references), 6),
+            "bleu4": round(bleu, 6), "brevity_penalty": round(penalty, 6),
+            "bleu4_without_brevity": round(bleu / penalty, 6) if penalty > 0 else 0.0,
             "mean_length": round(float(np.mean([len(g.split()) for g in generated])), 2),
             "distinct": len(set(generated)), "fidelity_micro_f1": fidelity["ce14_micro_f1"],
             "fidelity_macro_f1": fidelity["ce14_macro_f1"],

@@ -47,18 +47,30 @@ PAIRED = ("bleu4", "rouge_l", "cider", "ce14_micro_f1", "ce14_macro_f1")
 SD_TARGETS = {"ce14_micro_f1": 0.01, "bleu4": 0.005}
 
 
-def rows(tree: Any) -> Iterator[dict]:
-    """Every experiment or commit row of ``dvc exp show --json``, however deeply nested."""
+def rows(tree: Any, state: str | None = None) -> Iterator[dict]:
+    """Every experiment or commit row of ``dvc exp show --json``, however deeply nested, with
+    its queue ``state`` (``None`` for the workspace and commits, else the executor's:
+    ``success``, ``running``, ``queued``, ``failed``)."""
     if isinstance(tree, list):
         for item in tree:
-            yield from rows(item)
+            yield from rows(item, state)
     elif isinstance(tree, dict):
+        executor = tree.get("executor")
+        if isinstance(executor, dict) and executor.get("state"):
+            state = executor["state"]
         data = tree.get("data")
         if isinstance(data, dict) and "params" in data:
-            yield {"name": tree.get("name") or tree.get("rev") or data.get("rev"), **data}
+            yield {"name": tree.get("name") or tree.get("rev") or data.get("rev"),
+                   "state": state, **data}
         for key in ("experiments", "revs"):
             if tree.get(key):
-                yield from rows(tree[key])
+                yield from rows(tree[key], state)
+
+
+def unfinished(row: dict) -> bool:
+    """A queued, running or failed experiment: its metrics are not its own yet (a running
+    one shows the files its workspace started from)."""
+    return row.get("state") not in (None, "success")
 
 
 def flat(mapping: dict, prefix: str = "") -> dict[str, Any]:
@@ -84,6 +96,9 @@ def seed_table(exp_show: Any, reference: dict) -> dict:
     for row in rows(exp_show):
         params = flat(file_data(row, "params", "params.yaml"))
         if not params:
+            continue
+        if unfinished(row):
+            skipped.append(f"{row['name']} ({row['state']})")
             continue
         if {k: v for k, v in params.items() if k != "seed"} != wanted:
             skipped.append(str(row["name"]))
@@ -243,7 +258,7 @@ def ablation_table(exp_show: Any, reference: dict, load: Callable[[dict], pd.Dat
     changes_of: dict[str, dict] = {}
     for row in rows(exp_show):
         params = flat(file_data(row, "params", "params.yaml"))
-        if not params or not file_data(row, "metrics", "metrics/eval.json"):
+        if not params or unfinished(row) or not file_data(row, "metrics", "metrics/eval.json"):
             continue
         changes = changed_params(params, wanted)
         name = run_name(changes)

@@ -6,10 +6,11 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import yaml
 
-from benchmarks.knowledge_fidelity import Split, score
+from benchmarks.knowledge_fidelity import Split, brevity_penalty, score
 from tests.conftest import REPO
 
 KNOWLEDGE = ["the heart is enlarged . there is a small right pleural effusion .",
@@ -76,3 +77,20 @@ def test_fidelity_refuses_a_folder_without_trained_rounds(tmp_path):
          "--seeds", "1"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode != 0
     assert "no trained round" in done.stderr
+
+
+def test_brevity_penalty_separates_short_reports_from_wrong_ones():
+    from pycocoevalcap.bleu.bleu import Bleu
+
+    references = ["the heart is normal in size . the lungs are clear . there is no effusion ."
+                  ] * 4
+    short = ["the heart is normal in size ."] * 4  # every word right, half the length
+    penalty = brevity_penalty(short, references)
+    assert penalty == pytest.approx(float(np.exp(1 - 17 / 7)), rel=1e-9)
+    assert brevity_penalty(references, references) == 1.0
+    # pycocoevalcap's BLEU-4 is the penalty times the n-gram precisions (all 1 here)
+    bleu = Bleu(4).compute_score({i: [r] for i, r in enumerate(references)},
+                                 {i: [s] for i, s in enumerate(short)}, verbose=0)[0][3]
+    assert bleu == pytest.approx(penalty, rel=1e-4)
+    scores = score(short, Split(None, references, short))  # type: ignore[arg-type]
+    assert scores["bleu4_without_brevity"] == pytest.approx(1.0, rel=1e-4)

@@ -176,3 +176,22 @@ def test_a_parameter_one_side_lacks_counts_as_changed():
     assert seed_table.changed_params({"a": 1, "seed": 3}, {"a": 1, "b": 2, "seed": 4}) == \
         {"b": None}
     assert seed_table.run_name({}) == "default"
+
+
+def test_running_and_queued_experiments_are_never_averaged_in():
+    """`dvc exp show --json` lists a running experiment with the metrics its workspace started
+    from (the baseline's): counting it would copy the baseline into another seed's row."""
+    def queued(row, state):
+        return {"executor": {"state": state, "name": "dvc-task"}, "name": row["name"],
+                "revs": [row]}
+
+    tree = [_row("workspace", 42, 0.10),
+            {"rev": "abc", "name": "main", "data": _row("abc", 42, 0.10)["data"],
+             "experiments": [queued(_row("done", 7, 0.12), "success"),
+                             queued(_row("busy", 123, 0.10), "running"),
+                             queued(_row("later", 5, 0.10), "queued"),
+                             queued(_row("broke", 6, 0.10), "failed")]}]
+    table = seed_table.seed_table(tree, {"seed": 42, "train": {"lr": 0.0005}})
+    assert table["seeds"] == [7, 42]
+    assert {"busy (running)", "later (queued)", "broke (failed)"} <= set(table["skipped"])
+    assert table["over_seeds"]["ekagen.bleu4"]["mean"] == pytest.approx(0.11)
