@@ -157,6 +157,7 @@ def test_ablations_are_paired_with_the_default_of_the_same_seed():
     same = one_round["default_minus_run"]["42"]["ce14_micro_f1"]
     assert same["value"] == 0 and same["low"] == 0 and same["high"] == 0
     assert "r123" not in loaded and "head" not in loaded  # the workspace stands for HEAD
+    assert loaded.count("ws") == 1  # seed 42's default is read once for both of its runs
     text = seed_table.ablation_markdown(table)
     assert text.count("\n") == 4 and "model.knowledge=false (seeds 7, 42)" in text
 
