@@ -2,7 +2,8 @@
 
 Runs in one process (``python -m stages.classifier``) or several
 (``torchrun --nproc_per_node=N -m stages.classifier``): only rank 0 writes outputs and logs.
-Checkpoints go to ``--checkpoints`` (DVC ``persist: true``), so an interrupted run resumes.
+Checkpoints go to ``--checkpoints``, so an interrupted run resumes. That folder is not a DVC
+output: a ``persist`` output would stop DVC from keeping this stage in its run cache.
 """
 
 from __future__ import annotations
